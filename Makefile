@@ -1,0 +1,31 @@
+# rvisor: run `make help` for the targets.
+CARGO ?= cargo
+
+.PHONY: help deps build demo test selftest clean-guests
+
+help:
+	@echo "make demo      - build rvisor (release) and run busybox in the sandbox"
+	@echo "make test      - build everything and run all tests"
+	@echo "make selftest  - run the integration tests with the sandbox side run natively"
+	@echo "make deps      - install the Debian packages the tests need"
+
+deps:
+	bash scripts/deps.sh
+
+build: deps
+	$(CARGO) build --all-targets
+
+demo: deps
+	$(CARGO) run --release --bin rvisor -- do -- /bin/busybox sh -c 'echo hello from rvisor; echo pid $$$$; uname -a; ls /'
+
+test: deps
+	$(CARGO) build --all-targets
+	$(CARGO) test --all-targets -- --test-threads=2
+
+# Checks the tests themselves: both sides run natively (chroot for rootfs
+# runs, which needs root), so every case must pass whatever the kernel does.
+selftest: deps
+	RVISOR_HARNESS_SELFTEST=1 $(CARGO) test --tests -- --test-threads=2
+
+clean-guests:
+	rm -rf target/guests

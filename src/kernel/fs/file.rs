@@ -1,0 +1,242 @@
+//! Open file descriptions and the operations every kind of file provides.
+
+use crate::errno::{Errno, KResult};
+use crate::kernel::wait::WaitQueue;
+use std::os::fd::{OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// `struct stat` as x86_64 Linux lays it out.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stat {
+    pub st_dev: u64,
+    pub st_ino: u64,
+    pub st_nlink: u64,
+    pub st_mode: u32,
+    pub st_uid: u32,
+    pub st_gid: u32,
+    pub __pad0: i32,
+    pub st_rdev: u64,
+    pub st_size: i64,
+    pub st_blksize: i64,
+    pub st_blocks: i64,
+    pub st_atime: i64,
+    pub st_atime_nsec: i64,
+    pub st_mtime: i64,
+    pub st_mtime_nsec: i64,
+    pub st_ctime: i64,
+    pub st_ctime_nsec: i64,
+    pub __unused: [i64; 3],
+}
+static_assertions::assert_eq_size!(Stat, [u8; 144]);
+static_assertions::const_assert_eq!(std::mem::offset_of!(Stat, st_mode), 24);
+static_assertions::const_assert_eq!(std::mem::offset_of!(Stat, st_size), 48);
+static_assertions::const_assert_eq!(std::mem::offset_of!(Stat, st_mtime), 88);
+
+impl Stat {
+    /// From a host `struct stat`.
+    pub fn from_host(s: &libc::stat) -> Stat {
+        Stat {
+            st_dev: s.st_dev,
+            st_ino: s.st_ino,
+            st_nlink: s.st_nlink,
+            st_mode: s.st_mode,
+            st_uid: s.st_uid,
+            st_gid: s.st_gid,
+            __pad0: 0,
+            st_rdev: s.st_rdev,
+            st_size: s.st_size,
+            st_blksize: s.st_blksize,
+            st_blocks: s.st_blocks,
+            st_atime: s.st_atime,
+            st_atime_nsec: s.st_atime_nsec,
+            st_mtime: s.st_mtime,
+            st_mtime_nsec: s.st_mtime_nsec,
+            st_ctime: s.st_ctime,
+            st_ctime_nsec: s.st_ctime_nsec,
+            __unused: [0; 3],
+        }
+    }
+
+    /// The S_IFMT bits.
+    pub fn file_type(&self) -> u32 {
+        self.st_mode & libc::S_IFMT
+    }
+
+    /// Whether this is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.file_type() == libc::S_IFDIR
+    }
+}
+
+/// One directory entry as `getdents64` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// Inode number.
+    pub ino: u64,
+    /// DT_* type.
+    pub kind: u8,
+    /// Name.
+    pub name: Vec<u8>,
+}
+
+bitflags::bitflags! {
+    /// poll(2) events.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct PollEvents: i16 {
+        const IN = libc::POLLIN;
+        const PRI = libc::POLLPRI;
+        const OUT = libc::POLLOUT;
+        const ERR = libc::POLLERR;
+        const HUP = libc::POLLHUP;
+        const NVAL = libc::POLLNVAL;
+        const RDNORM = libc::POLLRDNORM;
+        const WRNORM = libc::POLLWRNORM;
+        const RDHUP = libc::POLLRDHUP;
+    }
+}
+
+/// How `mmap` may map a file.
+pub enum MmapSource {
+    /// Private mappings copy the file's bytes; shared writable mappings are
+    /// refused (EACCES) unless the file is copied up first.
+    Copy,
+    /// The file's data lives in this host file (a tmpfs memfd): both private
+    /// (copied) and shared (mapped directly) mappings work.
+    HostFd(Arc<OwnedFd>),
+}
+
+/// What every kind of open file can do. Methods never block: a file that
+/// has nothing to give returns EAGAIN and the syscall layer waits on
+/// `wait_queue()` / `host_fd()` unless the description is non-blocking.
+pub trait FileOps: Send + Sync {
+    /// Reads at `pos` (seekable files) or from the stream (`pos` None).
+    fn read(&self, _buf: &mut [u8], _pos: Option<u64>) -> KResult<usize> {
+        Err(Errno::EINVAL)
+    }
+    /// Writes at `pos` or to the stream.
+    fn write(&self, _buf: &[u8], _pos: Option<u64>) -> KResult<usize> {
+        Err(Errno::EINVAL)
+    }
+    /// fstat.
+    fn stat(&self) -> KResult<Stat>;
+    /// Whether `lseek` and positional I/O work.
+    fn seekable(&self) -> bool {
+        false
+    }
+    /// Directory entries starting at index `from` (`.` and `..` included).
+    fn readdir(&self, _from: u64) -> KResult<Vec<DirEntry>> {
+        Err(Errno::ENOTDIR)
+    }
+    /// Readiness right now.
+    fn poll(&self) -> PollEvents {
+        PollEvents::IN | PollEvents::OUT
+    }
+    /// Where waiters for readiness changes queue (kernel objects).
+    fn wait_queue(&self) -> Option<&WaitQueue> {
+        None
+    }
+    /// A host fd whose readiness is this file's (host-backed streams).
+    fn host_fd(&self) -> Option<RawFd> {
+        None
+    }
+    /// ioctl(2). `arg` is the raw argument; memory access goes through the
+    /// caller (see `IoctlCtx`).
+    fn ioctl(&self, _cmd: u32, _arg: u64, _ctx: &mut dyn IoctlCtx) -> KResult<u64> {
+        Err(Errno::ENOTTY)
+    }
+    /// truncate to `len`.
+    fn truncate(&self, _len: u64) -> KResult<()> {
+        Err(Errno::EINVAL)
+    }
+    /// fsync.
+    fn sync(&self) -> KResult<()> {
+        Ok(())
+    }
+    /// How this file can be mapped (ENODEV if it cannot).
+    fn mmap_source(&self) -> KResult<MmapSource> {
+        Err(Errno::ENODEV)
+    }
+    /// Called when the last descriptor of the description is closed.
+    fn release(&self) {}
+    /// Target shown by /proc/<pid>/fd/N for non-path files ("pipe:[N]").
+    fn proc_name(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Application-memory access for ioctls.
+pub trait IoctlCtx {
+    /// Copies application memory.
+    fn read_mem(&mut self, addr: u64, buf: &mut [u8]) -> KResult<()>;
+    /// Writes application memory.
+    fn write_mem(&mut self, addr: u64, buf: &[u8]) -> KResult<()>;
+}
+
+/// An open file description: shared by dup'ed and inherited descriptors.
+pub struct OpenFile {
+    /// The file.
+    pub ops: Box<dyn FileOps>,
+    /// O_* status flags (access mode, O_APPEND, O_NONBLOCK, ...).
+    pub flags: AtomicU32,
+    /// File position.
+    pub pos: Mutex<u64>,
+    /// Path inside the sandbox, where there is one.
+    pub path: Vec<u8>,
+}
+
+impl std::fmt::Debug for OpenFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OpenFile({})", String::from_utf8_lossy(&self.path))
+    }
+}
+
+impl OpenFile {
+    /// Wraps file operations into a description.
+    pub fn new(ops: Box<dyn FileOps>, flags: i32, path: Vec<u8>) -> Arc<OpenFile> {
+        Arc::new(OpenFile { ops, flags: AtomicU32::new(flags as u32), pos: Mutex::new(0), path })
+    }
+
+    /// Status flags.
+    pub fn flags(&self) -> i32 {
+        self.flags.load(Ordering::Relaxed) as i32
+    }
+
+    /// Whether reads are allowed.
+    pub fn readable(&self) -> bool {
+        let acc = self.flags() & libc::O_ACCMODE;
+        acc == libc::O_RDONLY || acc == libc::O_RDWR
+    }
+
+    /// Whether writes are allowed.
+    pub fn writable(&self) -> bool {
+        let acc = self.flags() & libc::O_ACCMODE;
+        acc == libc::O_WRONLY || acc == libc::O_RDWR
+    }
+
+    /// Whether the description is non-blocking.
+    pub fn nonblocking(&self) -> bool {
+        self.flags() & libc::O_NONBLOCK != 0
+    }
+}
+
+impl Drop for OpenFile {
+    fn drop(&mut self) {
+        self.ops.release();
+    }
+}
+
+/// DT_* type of a mode.
+pub fn dtype_of(mode: u32) -> u8 {
+    match mode & libc::S_IFMT {
+        libc::S_IFREG => libc::DT_REG,
+        libc::S_IFDIR => libc::DT_DIR,
+        libc::S_IFLNK => libc::DT_LNK,
+        libc::S_IFCHR => libc::DT_CHR,
+        libc::S_IFBLK => libc::DT_BLK,
+        libc::S_IFIFO => libc::DT_FIFO,
+        libc::S_IFSOCK => libc::DT_SOCK,
+        _ => libc::DT_UNKNOWN,
+    }
+}

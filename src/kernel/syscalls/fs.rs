@@ -1,0 +1,1209 @@
+//! File system calls: descriptors, I/O, paths, metadata, readiness.
+
+use crate::kernel::fs::file::{DirEntry, OpenFile, PollEvents, Stat};
+use crate::kernel::pipe::Pipe;
+use crate::kernel::run::Runner;
+use crate::kernel::task::lock;
+use crate::kernel::{Errno, KResult};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+type A = [u64; 6];
+
+/// Largest single read/write (Linux MAX_RW_COUNT).
+const MAX_RW: usize = 0x7fff_f000;
+/// Chunk for large transfers through kernel buffers.
+const CHUNK: usize = 1 << 20;
+
+// ---- blocking helpers ----
+
+impl Runner {
+    /// Waits until `f` reports one of `events` (or an error/hangup).
+    pub fn wait_ready(&mut self, f: &Arc<OpenFile>, events: PollEvents) -> KResult<()> {
+        let host: Vec<(i32, i16)> = f.ops.host_fd().map(|fd| vec![(fd, events.bits())]).unwrap_or_default();
+        let f2 = f.clone();
+        let wq_owner = f.clone();
+        let queues: Vec<&crate::kernel::wait::WaitQueue> = wq_owner.ops.wait_queue().into_iter().collect();
+        self.block(&queues, &host, None, move |_| {
+            let ev = f2.ops.poll();
+            (ev.intersects(events | PollEvents::ERR | PollEvents::HUP)).then_some(Ok(()))
+        })
+    }
+
+    /// Reads from a description, blocking unless it is non-blocking.
+    pub fn file_read(&mut self, f: &Arc<OpenFile>, buf: &mut [u8], pos: Option<u64>) -> KResult<usize> {
+        if !f.readable() {
+            return Err(Errno::EBADF);
+        }
+        loop {
+            let res = if f.ops.seekable() && pos.is_none() {
+                let mut p = lock(&f.pos);
+                let n = f.ops.read(buf, Some(*p))?;
+                *p += n as u64;
+                Ok(n)
+            } else {
+                f.ops.read(buf, pos)
+            };
+            match res {
+                Err(Errno::EAGAIN) if !f.nonblocking() => self.wait_ready(f, PollEvents::IN)?,
+                r => return r,
+            }
+        }
+    }
+
+    /// Writes to a description, blocking unless non-blocking; blocking
+    /// writes to streams complete fully unless interrupted.
+    pub fn file_write(&mut self, f: &Arc<OpenFile>, buf: &[u8], pos: Option<u64>) -> KResult<usize> {
+        if !f.writable() {
+            return Err(Errno::EBADF);
+        }
+        let mut done = 0;
+        loop {
+            let res = if f.ops.seekable() && pos.is_none() {
+                let mut p = lock(&f.pos);
+                if f.flags() & libc::O_APPEND != 0 {
+                    *p = f.ops.stat()?.st_size as u64;
+                }
+                let n = f.ops.write(&buf[done..], Some(*p))?;
+                *p += n as u64;
+                Ok(n)
+            } else {
+                f.ops.write(&buf[done..], pos.map(|p| p + done as u64))
+            };
+            match res {
+                Ok(n) => {
+                    done += n;
+                    if done >= buf.len() || f.nonblocking() || f.ops.seekable() || n == 0 {
+                        return Ok(done);
+                    }
+                }
+                Err(Errno::EAGAIN) if !f.nonblocking() => {
+                    if let Err(e) = self.wait_ready(f, PollEvents::OUT) {
+                        return if done > 0 { Ok(done) } else { Err(e) };
+                    }
+                }
+                Err(Errno::EPIPE) => {
+                    if done == 0 {
+                        let info = crate::kernel::signal::SigInfo::user(libc::SIGPIPE, 0, self.t.tg.tgid, 0);
+                        self.k.signal_task(&self.t.clone(), info);
+                        return Err(Errno::EPIPE);
+                    }
+                    return Ok(done);
+                }
+                Err(e) => return if done > 0 { Ok(done) } else { Err(e) },
+            }
+        }
+    }
+
+    fn install(&self, f: Arc<OpenFile>, cloexec: bool) -> KResult<u64> {
+        let limit = self.nofile_limit();
+        lock(&self.t.files()).insert(f, cloexec, limit).map(|fd| fd as u64)
+    }
+}
+
+fn read_into_app(r: &mut Runner, f: &Arc<OpenFile>, addr: u64, len: usize, pos: Option<u64>) -> KResult<usize> {
+    let len = len.min(MAX_RW);
+    let mut buf = vec![0u8; len.min(CHUNK)];
+    let mut done = 0;
+    while done < len {
+        let want = (len - done).min(buf.len());
+        let res = r.file_read(f, &mut buf[..want], pos.map(|p| p + done as u64));
+        let n = match res {
+            Ok(n) => n,
+            Err(e) => return if done > 0 { Ok(done) } else { Err(e) },
+        };
+        if let Err(e) = r.write_mem(addr + done as u64, &buf[..n]) {
+            return if done > 0 { Ok(done) } else { Err(e) };
+        }
+        done += n;
+        if n < want || !f.ops.seekable() {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+fn write_from_app(r: &mut Runner, f: &Arc<OpenFile>, addr: u64, len: usize, pos: Option<u64>) -> KResult<usize> {
+    let len = len.min(MAX_RW);
+    if len <= CHUNK || !f.ops.seekable() {
+        let mut buf = vec![0u8; len];
+        r.read_mem(addr, &mut buf)?;
+        return r.file_write(f, &buf, pos);
+    }
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(CHUNK);
+        let mut buf = vec![0u8; n];
+        if let Err(e) = r.read_mem(addr + done as u64, &mut buf) {
+            return if done > 0 { Ok(done) } else { Err(e) };
+        }
+        let w = match r.file_write(f, &buf, pos.map(|p| p + done as u64)) {
+            Ok(w) => w,
+            Err(e) => return if done > 0 { Ok(done) } else { Err(e) },
+        };
+        done += w;
+        if w < n {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+pub fn read(r: &mut Runner, a: A) -> KResult<u64> {
+    let f = r.file(a[0])?;
+    if f.ops.stat()?.is_dir() {
+        return Err(Errno::EISDIR);
+    }
+    read_into_app(r, &f, a[1], a[2] as usize, None).map(|n| n as u64)
+}
+
+pub fn write(r: &mut Runner, a: A) -> KResult<u64> {
+    let f = r.file(a[0])?;
+    write_from_app(r, &f, a[1], a[2] as usize, None).map(|n| n as u64)
+}
+
+fn check_pos(f: &OpenFile, off: u64) -> KResult<u64> {
+    if !f.ops.seekable() {
+        return Err(Errno::ESPIPE);
+    }
+    if (off as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(off)
+}
+
+pub fn pread64(r: &mut Runner, a: A) -> KResult<u64> {
+    let f = r.file(a[0])?;
+    let off = check_pos(&f, a[3])?;
+    read_into_app(r, &f, a[1], a[2] as usize, Some(off)).map(|n| n as u64)
+}
+
+pub fn pwrite64(r: &mut Runner, a: A) -> KResult<u64> {
+    let f = r.file(a[0])?;
+    let off = check_pos(&f, a[3])?;
+    write_from_app(r, &f, a[1], a[2] as usize, Some(off)).map(|n| n as u64)
+}
+
+fn read_iov(r: &Runner, addr: u64, cnt: u64) -> KResult<Vec<(u64, usize)>> {
+    if cnt > 1024 {
+        return Err(Errno::EINVAL);
+    }
+    let mut v = Vec::with_capacity(cnt as usize);
+    for i in 0..cnt {
+        let e: [u64; 2] = r.read_val(addr + i * 16)?;
+        if (e[1] as i64) < 0 {
+            return Err(Errno::EINVAL);
+        }
+        v.push((e[0], e[1] as usize));
+    }
+    Ok(v)
+}
+
+fn do_readv(r: &mut Runner, fd: u64, iov: u64, cnt: u64, pos: Option<u64>) -> KResult<u64> {
+    let f = r.file(fd)?;
+    let iov = read_iov(r, iov, cnt)?;
+    let total: usize = iov.iter().map(|e| e.1).sum::<usize>().min(MAX_RW);
+    let mut buf = vec![0u8; total];
+    let n = r.file_read(&f, &mut buf, pos)?;
+    let mut off = 0;
+    for (base, len) in iov {
+        if off >= n {
+            break;
+        }
+        let k = len.min(n - off);
+        r.write_mem(base, &buf[off..off + k])?;
+        off += k;
+    }
+    Ok(n as u64)
+}
+
+fn do_writev(r: &mut Runner, fd: u64, iov: u64, cnt: u64, pos: Option<u64>) -> KResult<u64> {
+    let f = r.file(fd)?;
+    let iov = read_iov(r, iov, cnt)?;
+    let mut buf = Vec::new();
+    for (base, len) in iov {
+        if len == 0 {
+            continue;
+        }
+        let start = buf.len();
+        buf.resize(start + len, 0);
+        if let Err(e) = r.read_mem(base, &mut buf[start..]) {
+            buf.truncate(start);
+            if buf.is_empty() {
+                return Err(e);
+            }
+            break;
+        }
+    }
+    r.file_write(&f, &buf, pos).map(|n| n as u64)
+}
+
+pub fn readv(r: &mut Runner, a: A) -> KResult<u64> {
+    do_readv(r, a[0], a[1], a[2], None)
+}
+pub fn writev(r: &mut Runner, a: A) -> KResult<u64> {
+    do_writev(r, a[0], a[1], a[2], None)
+}
+pub fn preadv(r: &mut Runner, a: A) -> KResult<u64> {
+    let f = r.file(a[0])?;
+    let off = check_pos(&f, a[3])?;
+    do_readv(r, a[0], a[1], a[2], Some(off))
+}
+pub fn pwritev(r: &mut Runner, a: A) -> KResult<u64> {
+    let f = r.file(a[0])?;
+    let off = check_pos(&f, a[3])?;
+    do_writev(r, a[0], a[1], a[2], Some(off))
+}
+
+pub fn lseek(r: &mut Runner, a: A) -> KResult<u64> {
+    let f = r.file(a[0])?;
+    if !f.ops.seekable() {
+        return Err(Errno::ESPIPE);
+    }
+    let off = a[1] as i64;
+    let mut p = lock(&f.pos);
+    let base: i64 = match a[2] as i32 {
+        libc::SEEK_SET => 0,
+        libc::SEEK_CUR => *p as i64,
+        libc::SEEK_END => f.ops.stat()?.st_size,
+        libc::SEEK_DATA => {
+            let size = f.ops.stat()?.st_size;
+            if off >= size {
+                return Err(Errno::ENXIO);
+            }
+            0
+        }
+        libc::SEEK_HOLE => {
+            let size = f.ops.stat()?.st_size;
+            if off >= size {
+                return Err(Errno::ENXIO);
+            }
+            *p = size as u64;
+            return Ok(size as u64);
+        }
+        _ => return Err(Errno::EINVAL),
+    };
+    let new = base.checked_add(off).ok_or(Errno::EOVERFLOW)?;
+    if new < 0 {
+        return Err(Errno::EINVAL);
+    }
+    *p = new as u64;
+    Ok(new as u64)
+}
+
+// ---- open / close / dup ----
+
+fn do_open(r: &mut Runner, dirfd: u64, path: &[u8], flags: i32, mode: u32) -> KResult<u64> {
+    let cwd = r.dir_path(dirfd, path)?;
+    let umask = lock(&r.t.fs()).umask;
+    let creds = r.creds();
+    let f = r.k.vfs.open(&cwd, path, flags, mode & 0o7777 & !umask, &creds)?;
+    r.install(f, flags & libc::O_CLOEXEC != 0)
+}
+
+pub fn open(r: &mut Runner, a: A) -> KResult<u64> {
+    let path = r.read_path(a[0])?;
+    do_open(r, libc::AT_FDCWD as u64, &path, a[1] as i32, a[2] as u32)
+}
+pub fn openat(r: &mut Runner, a: A) -> KResult<u64> {
+    let path = r.read_path(a[1])?;
+    do_open(r, a[0], &path, a[2] as i32, a[3] as u32)
+}
+pub fn creat(r: &mut Runner, a: A) -> KResult<u64> {
+    let path = r.read_path(a[0])?;
+    do_open(r, libc::AT_FDCWD as u64, &path, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, a[1] as u32)
+}
+
+pub fn close(r: &mut Runner, a: A) -> KResult<u64> {
+    let e = lock(&r.t.files()).remove(a[0] as i32)?;
+    drop(e);
+    Ok(0)
+}
+
+pub fn close_range(r: &mut Runner, a: A) -> KResult<u64> {
+    const CLOSE_RANGE_CLOEXEC: u64 = 4;
+    let (lo, hi) = (a[0].min(i32::MAX as u64) as i32, a[1].min(i32::MAX as u64) as i32);
+    if lo > hi {
+        return Err(Errno::EINVAL);
+    }
+    let files = r.t.files();
+    let mut t = lock(&files);
+    if a[2] & CLOSE_RANGE_CLOEXEC != 0 {
+        let fds: Vec<i32> = t.iter().map(|(k, _)| *k).filter(|k| (lo..=hi).contains(k)).collect();
+        for fd in fds {
+            t.set_cloexec(fd, true)?;
+        }
+    } else {
+        let closed = t.remove_range(lo, hi);
+        drop(t);
+        drop(closed);
+    }
+    Ok(0)
+}
+
+pub fn dup(r: &mut Runner, a: A) -> KResult<u64> {
+    let f = r.file(a[0])?;
+    r.install(f, false)
+}
+
+fn do_dup3(r: &mut Runner, old: u64, new: u64, cloexec: bool) -> KResult<u64> {
+    if new as i32 as u64 >= r.nofile_limit() || (new as i32) < 0 {
+        return Err(Errno::EBADF);
+    }
+    let files = r.t.files();
+    let mut t = lock(&files);
+    let f = t.get(old as i32)?;
+    let prev = t.insert_at(new as i32, f, cloexec);
+    drop(t);
+    drop(prev);
+    Ok(new)
+}
+
+pub fn dup2(r: &mut Runner, a: A) -> KResult<u64> {
+    if a[0] == a[1] {
+        r.file(a[0])?;
+        return Ok(a[1]);
+    }
+    do_dup3(r, a[0], a[1], false)
+}
+
+pub fn dup3(r: &mut Runner, a: A) -> KResult<u64> {
+    if a[0] == a[1] || a[2] as i32 & !libc::O_CLOEXEC != 0 {
+        return Err(Errno::EINVAL);
+    }
+    do_dup3(r, a[0], a[1], a[2] as i32 & libc::O_CLOEXEC != 0)
+}
+
+pub fn fcntl(r: &mut Runner, a: A) -> KResult<u64> {
+    let fd = a[0] as i32;
+    let files = r.t.files();
+    match a[1] as i32 {
+        libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
+            let limit = r.nofile_limit();
+            if a[2] >= limit {
+                return Err(Errno::EINVAL);
+            }
+            let mut t = lock(&files);
+            let f = t.get(fd)?;
+            t.insert_from(a[2] as i32, f, a[1] as i32 == libc::F_DUPFD_CLOEXEC, limit).map(|v| v as u64)
+        }
+        libc::F_GETFD => Ok(lock(&files).entry(fd)?.cloexec as u64),
+        libc::F_SETFD => {
+            lock(&files).set_cloexec(fd, a[2] & libc::FD_CLOEXEC as u64 != 0)?;
+            Ok(0)
+        }
+        libc::F_GETFL => Ok(r.file(a[0])?.flags() as u64),
+        libc::F_SETFL => {
+            let f = r.file(a[0])?;
+            let settable = libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_DIRECT | libc::O_NOATIME;
+            let cur = f.flags();
+            let new = (cur & !settable) | (a[2] as i32 & settable);
+            f.flags.store(new as u32, std::sync::atomic::Ordering::Relaxed);
+            Ok(0)
+        }
+        libc::F_GETLK | libc::F_OFD_GETLK => {
+            r.file(a[0])?;
+            // No conflicting locks are tracked: report F_UNLCK.
+            let mut fl: [u8; 32] = r.read_val(a[2])?;
+            fl[0..2].copy_from_slice(&(libc::F_UNLCK as i16).to_le_bytes());
+            r.write_val(a[2], &fl)?;
+            Ok(0)
+        }
+        libc::F_SETLK | libc::F_SETLKW | libc::F_OFD_SETLK | libc::F_OFD_SETLKW => {
+            r.file(a[0])?;
+            Ok(0)
+        }
+        libc::F_GETPIPE_SZ => {
+            r.file(a[0])?;
+            Ok(crate::kernel::pipe::PIPE_BUF_SIZE as u64)
+        }
+        libc::F_SETPIPE_SZ => Ok(crate::kernel::pipe::PIPE_BUF_SIZE as u64),
+        libc::F_GETOWN | libc::F_SETOWN | 10 | 11 => Ok(0),
+        libc::F_ADD_SEALS | libc::F_GET_SEALS => Err(Errno::EINVAL),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+pub fn flock(r: &mut Runner, a: A) -> KResult<u64> {
+    r.file(a[0])?;
+    Ok(0)
+}
+
+pub fn fsync(r: &mut Runner, a: A) -> KResult<u64> {
+    r.file(a[0])?.ops.sync()?;
+    Ok(0)
+}
+
+pub fn sync(_r: &mut Runner, _a: A) -> KResult<u64> {
+    Ok(0)
+}
+
+pub fn fadvise64(r: &mut Runner, a: A) -> KResult<u64> {
+    let f = r.file(a[0])?;
+    if !f.ops.seekable() {
+        return Err(Errno::ESPIPE);
+    }
+    Ok(0)
+}
+
+pub fn ioctl(r: &mut Runner, a: A) -> KResult<u64> {
+    let f = r.file(a[0])?;
+    match a[1] as u32 {
+        x if x == libc::FIOCLEX as u32 => {
+            lock(&r.t.files()).set_cloexec(a[0] as i32, true)?;
+            Ok(0)
+        }
+        x if x == libc::FIONCLEX as u32 => {
+            lock(&r.t.files()).set_cloexec(a[0] as i32, false)?;
+            Ok(0)
+        }
+        x if x == libc::FIONBIO as u32 => {
+            let on: i32 = r.read_val(a[2])?;
+            let cur = f.flags();
+            let new = if on != 0 { cur | libc::O_NONBLOCK } else { cur & !libc::O_NONBLOCK };
+            f.flags.store(new as u32, std::sync::atomic::Ordering::Relaxed);
+            Ok(0)
+        }
+        x if x == libc::FIONREAD as u32 && f.ops.seekable() => {
+            let st = f.ops.stat()?;
+            let pos = *lock(&f.pos);
+            let n = (st.st_size as u64).saturating_sub(pos) as i32;
+            r.write_val(a[2], &n)?;
+            Ok(0)
+        }
+        cmd => f.ops.ioctl(cmd, a[2], r),
+    }
+}
+
+// ---- stat family ----
+
+fn write_stat(r: &Runner, addr: u64, st: &Stat) -> KResult<u64> {
+    r.write_val(addr, st)?;
+    Ok(0)
+}
+
+fn stat_at(r: &mut Runner, dirfd: u64, path: &[u8], flags: i32) -> KResult<Stat> {
+    if path.is_empty() {
+        if flags & libc::AT_EMPTY_PATH == 0 {
+            return Err(Errno::ENOENT);
+        }
+        return r.file(dirfd)?.ops.stat();
+    }
+    let cwd = r.dir_path(dirfd, path)?;
+    r.k.vfs.stat(&cwd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0)
+}
+
+fn read_path_or_empty(r: &Runner, addr: u64) -> KResult<Vec<u8>> {
+    lock(&r.mm).read_cstr(addr, super::PATH_MAX)
+}
+
+pub fn stat(r: &mut Runner, a: A) -> KResult<u64> {
+    let p = r.read_path(a[0])?;
+    let st = stat_at(r, libc::AT_FDCWD as u64, &p, 0)?;
+    write_stat(r, a[1], &st)
+}
+pub fn lstat(r: &mut Runner, a: A) -> KResult<u64> {
+    let p = r.read_path(a[0])?;
+    let st = stat_at(r, libc::AT_FDCWD as u64, &p, libc::AT_SYMLINK_NOFOLLOW)?;
+    write_stat(r, a[1], &st)
+}
+pub fn fstat(r: &mut Runner, a: A) -> KResult<u64> {
+    let st = r.file(a[0])?.ops.stat()?;
+    write_stat(r, a[1], &st)
+}
+pub fn newfstatat(r: &mut Runner, a: A) -> KResult<u64> {
+    let p = read_path_or_empty(r, a[1])?;
+    let st = stat_at(r, a[0], &p, a[3] as i32)?;
+    write_stat(r, a[2], &st)
+}
+
+/// `struct statx`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Statx {
+    pub stx_mask: u32,
+    pub stx_blksize: u32,
+    pub stx_attributes: u64,
+    pub stx_nlink: u32,
+    pub stx_uid: u32,
+    pub stx_gid: u32,
+    pub stx_mode: u16,
+    pub __spare0: u16,
+    pub stx_ino: u64,
+    pub stx_size: u64,
+    pub stx_blocks: u64,
+    pub stx_attributes_mask: u64,
+    pub stx_atime: [i64; 2],
+    pub stx_btime: [i64; 2],
+    pub stx_ctime: [i64; 2],
+    pub stx_mtime: [i64; 2],
+    pub stx_rdev_major: u32,
+    pub stx_rdev_minor: u32,
+    pub stx_dev_major: u32,
+    pub stx_dev_minor: u32,
+    pub __spare2: [u64; 14],
+}
+static_assertions::assert_eq_size!(Statx, [u8; 256]);
+static_assertions::const_assert_eq!(std::mem::offset_of!(Statx, stx_atime), 64);
+static_assertions::const_assert_eq!(std::mem::offset_of!(Statx, stx_rdev_major), 128);
+
+fn major(d: u64) -> u32 {
+    (((d >> 32) & 0xffff_f000) | ((d >> 8) & 0xfff)) as u32
+}
+fn minor(d: u64) -> u32 {
+    (((d >> 12) & 0xffff_ff00) | (d & 0xff)) as u32
+}
+
+pub fn statx(r: &mut Runner, a: A) -> KResult<u64> {
+    let p = read_path_or_empty(r, a[1])?;
+    let st = stat_at(r, a[0], &p, a[2] as i32)?;
+    let ts = |s: i64, ns: i64| [s, ns & 0xffff_ffff];
+    let x = Statx {
+        stx_mask: 0x7ff,
+        stx_blksize: st.st_blksize as u32,
+        stx_nlink: st.st_nlink as u32,
+        stx_uid: st.st_uid,
+        stx_gid: st.st_gid,
+        stx_mode: st.st_mode as u16,
+        stx_ino: st.st_ino,
+        stx_size: st.st_size as u64,
+        stx_blocks: st.st_blocks as u64,
+        stx_atime: ts(st.st_atime, st.st_atime_nsec),
+        stx_btime: ts(st.st_ctime, st.st_ctime_nsec),
+        stx_ctime: ts(st.st_ctime, st.st_ctime_nsec),
+        stx_mtime: ts(st.st_mtime, st.st_mtime_nsec),
+        stx_rdev_major: major(st.st_rdev),
+        stx_rdev_minor: minor(st.st_rdev),
+        stx_dev_major: major(st.st_dev),
+        stx_dev_minor: minor(st.st_dev),
+        ..Default::default()
+    };
+    r.write_val(a[4], &x)?;
+    Ok(0)
+}
+
+pub fn statfs(r: &mut Runner, a: A) -> KResult<u64> {
+    let p = r.read_path(a[0])?;
+    let cwd = r.dir_path(libc::AT_FDCWD as u64, &p)?;
+    let s = r.k.vfs.statfs(&cwd, &p)?;
+    r.write_val(a[1], &s)?;
+    Ok(0)
+}
+
+pub fn fstatfs(r: &mut Runner, a: A) -> KResult<u64> {
+    let f = r.file(a[0])?;
+    let path = if f.path.is_empty() { b"/".to_vec() } else { f.path.clone() };
+    let s = r.k.vfs.statfs(b"/", &path)?;
+    r.write_val(a[1], &s)?;
+    Ok(0)
+}
+
+// ---- directories ----
+
+fn do_getdents(r: &mut Runner, a: A, legacy: bool) -> KResult<u64> {
+    let f = r.file(a[0])?;
+    let (addr, cap) = (a[1], a[2] as usize);
+    let mut pos = lock(&f.pos);
+    let entries: Vec<DirEntry> = f.ops.readdir(*pos)?;
+    let mut out = Vec::with_capacity(cap.min(1 << 16));
+    let mut consumed = 0u64;
+    for e in &entries {
+        let name_len = e.name.len();
+        let reclen = if legacy { (8 + 8 + 2 + name_len + 2 + 7) & !7 } else { (8 + 8 + 2 + 1 + name_len + 1 + 7) & !7 };
+        if out.len() + reclen > cap {
+            break;
+        }
+        let next = *pos + consumed + 1;
+        let start = out.len();
+        out.extend_from_slice(&e.ino.to_le_bytes());
+        out.extend_from_slice(&next.to_le_bytes());
+        out.extend_from_slice(&(reclen as u16).to_le_bytes());
+        if legacy {
+            out.extend_from_slice(&e.name);
+            out.push(0);
+            out.resize(start + reclen - 1, 0);
+            out.push(e.kind);
+        } else {
+            out.push(e.kind);
+            out.extend_from_slice(&e.name);
+            out.resize(start + reclen, 0);
+        }
+        consumed += 1;
+    }
+    if consumed == 0 && !entries.is_empty() {
+        return Err(Errno::EINVAL);
+    }
+    r.write_mem(addr, &out)?;
+    *pos += consumed;
+    Ok(out.len() as u64)
+}
+
+pub fn getdents64(r: &mut Runner, a: A) -> KResult<u64> {
+    do_getdents(r, a, false)
+}
+pub fn getdents(r: &mut Runner, a: A) -> KResult<u64> {
+    do_getdents(r, a, true)
+}
+
+pub fn getcwd(r: &mut Runner, a: A) -> KResult<u64> {
+    let mut cwd = lock(&r.t.fs()).cwd.clone();
+    cwd.push(0);
+    if cwd.len() > a[1] as usize {
+        return Err(Errno::ERANGE);
+    }
+    r.write_mem(a[0], &cwd)?;
+    Ok(cwd.len() as u64)
+}
+
+fn set_cwd(r: &mut Runner, base: &[u8], path: &[u8]) -> KResult<u64> {
+    let resolved = r.k.vfs.resolve(base, path, true)?;
+    let st = r.k.vfs.stat(b"/", &resolved, true)?;
+    if !st.is_dir() {
+        return Err(Errno::ENOTDIR);
+    }
+    r.k.vfs.access(b"/", &resolved, libc::X_OK, true, &r.creds())?;
+    lock(&r.t.fs()).cwd = resolved;
+    Ok(0)
+}
+
+pub fn chdir(r: &mut Runner, a: A) -> KResult<u64> {
+    let p = r.read_path(a[0])?;
+    let cwd = lock(&r.t.fs()).cwd.clone();
+    set_cwd(r, &cwd, &p)
+}
+
+pub fn fchdir(r: &mut Runner, a: A) -> KResult<u64> {
+    let f = r.file(a[0])?;
+    if f.path.is_empty() {
+        return Err(Errno::ENOTDIR);
+    }
+    let p = f.path.clone();
+    set_cwd(r, b"/", &p)
+}
+
+// ---- path operations ----
+
+pub fn mkdir(r: &mut Runner, a: A) -> KResult<u64> {
+    mkdirat(r, [libc::AT_FDCWD as u64, a[0], a[1], 0, 0, 0])
+}
+pub fn mkdirat(r: &mut Runner, a: A) -> KResult<u64> {
+    let p = r.read_path(a[1])?;
+    let cwd = r.dir_path(a[0], &p)?;
+    let umask = lock(&r.t.fs()).umask;
+    r.k.vfs.mkdir(&cwd, &p, a[2] as u32 & 0o7777 & !umask, &r.creds())?;
+    Ok(0)
+}
+pub fn rmdir(r: &mut Runner, a: A) -> KResult<u64> {
+    let p = r.read_path(a[0])?;
+    let cwd = r.dir_path(libc::AT_FDCWD as u64, &p)?;
+    r.k.vfs.rmdir(&cwd, &p, &r.creds())?;
+    Ok(0)
+}
+pub fn unlink(r: &mut Runner, a: A) -> KResult<u64> {
+    unlinkat(r, [libc::AT_FDCWD as u64, a[0], 0, 0, 0, 0])
+}
+pub fn unlinkat(r: &mut Runner, a: A) -> KResult<u64> {
+    let p = r.read_path(a[1])?;
+    let cwd = r.dir_path(a[0], &p)?;
+    if a[2] as i32 & libc::AT_REMOVEDIR != 0 {
+        r.k.vfs.rmdir(&cwd, &p, &r.creds())?;
+    } else {
+        r.k.vfs.unlink(&cwd, &p, &r.creds())?;
+    }
+    Ok(0)
+}
+pub fn rename(r: &mut Runner, a: A) -> KResult<u64> {
+    renameat2(r, [libc::AT_FDCWD as u64, a[0], libc::AT_FDCWD as u64, a[1], 0, 0])
+}
+pub fn renameat(r: &mut Runner, a: A) -> KResult<u64> {
+    renameat2(r, [a[0], a[1], a[2], a[3], 0, 0])
+}
+pub fn renameat2(r: &mut Runner, a: A) -> KResult<u64> {
+    let old = r.read_path(a[1])?;
+    let new = r.read_path(a[3])?;
+    let c1 = r.dir_path(a[0], &old)?;
+    let c2 = r.dir_path(a[2], &new)?;
+    r.k.vfs.rename(&c1, &old, &c2, &new, a[4] as u32, &r.creds())?;
+    Ok(0)
+}
+pub fn link(r: &mut Runner, a: A) -> KResult<u64> {
+    linkat(r, [libc::AT_FDCWD as u64, a[0], libc::AT_FDCWD as u64, a[1], 0, 0])
+}
+pub fn linkat(r: &mut Runner, a: A) -> KResult<u64> {
+    let old = r.read_path(a[1])?;
+    let new = r.read_path(a[3])?;
+    let c1 = r.dir_path(a[0], &old)?;
+    let c2 = r.dir_path(a[2], &new)?;
+    r.k.vfs.link(&c1, &old, &c2, &new, a[4] as i32 & libc::AT_SYMLINK_FOLLOW != 0, &r.creds())?;
+    Ok(0)
+}
+pub fn symlink(r: &mut Runner, a: A) -> KResult<u64> {
+    symlinkat(r, [a[0], libc::AT_FDCWD as u64, a[1], 0, 0, 0])
+}
+pub fn symlinkat(r: &mut Runner, a: A) -> KResult<u64> {
+    let target = r.read_path(a[0])?;
+    let p = r.read_path(a[2])?;
+    let cwd = r.dir_path(a[1], &p)?;
+    r.k.vfs.symlink(&target, &cwd, &p, &r.creds())?;
+    Ok(0)
+}
+pub fn readlink(r: &mut Runner, a: A) -> KResult<u64> {
+    readlinkat(r, [libc::AT_FDCWD as u64, a[0], a[1], a[2], 0, 0])
+}
+pub fn readlinkat(r: &mut Runner, a: A) -> KResult<u64> {
+    let p = read_path_or_empty(r, a[1])?;
+    if p.is_empty() {
+        return Err(Errno::ENOENT);
+    }
+    if (a[3] as i64) <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    let cwd = r.dir_path(a[0], &p)?;
+    let target = r.k.vfs.readlink(&cwd, &p)?;
+    let n = target.len().min(a[3] as usize);
+    r.write_mem(a[2], &target[..n])?;
+    Ok(n as u64)
+}
+pub fn access(r: &mut Runner, a: A) -> KResult<u64> {
+    faccessat2(r, [libc::AT_FDCWD as u64, a[0], a[1], 0, 0, 0])
+}
+pub fn faccessat(r: &mut Runner, a: A) -> KResult<u64> {
+    faccessat2(r, [a[0], a[1], a[2], 0, 0, 0])
+}
+pub fn faccessat2(r: &mut Runner, a: A) -> KResult<u64> {
+    let p = read_path_or_empty(r, a[1])?;
+    if p.is_empty() {
+        if a[3] as i32 & libc::AT_EMPTY_PATH != 0 {
+            r.file(a[0])?;
+            return Ok(0);
+        }
+        return Err(Errno::ENOENT);
+    }
+    if a[2] & !7 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let cwd = r.dir_path(a[0], &p)?;
+    r.k.vfs.access(&cwd, &p, a[2] as i32, a[3] as i32 & libc::AT_SYMLINK_NOFOLLOW == 0, &r.creds())?;
+    Ok(0)
+}
+pub fn chmod(r: &mut Runner, a: A) -> KResult<u64> {
+    fchmodat(r, [libc::AT_FDCWD as u64, a[0], a[1], 0, 0, 0])
+}
+pub fn fchmodat(r: &mut Runner, a: A) -> KResult<u64> {
+    let p = r.read_path(a[1])?;
+    let cwd = r.dir_path(a[0], &p)?;
+    r.k.vfs.chmod(&cwd, &p, a[2] as u32 & 0o7777, &r.creds())?;
+    Ok(0)
+}
+pub fn fchmod(r: &mut Runner, a: A) -> KResult<u64> {
+    let f = r.file(a[0])?;
+    if f.path.is_empty() {
+        return Ok(0);
+    }
+    let p = f.path.clone();
+    r.k.vfs.chmod(b"/", &p, a[1] as u32 & 0o7777, &r.creds())?;
+    Ok(0)
+}
+fn id_opt(v: u64) -> Option<u32> {
+    (v as u32 != u32::MAX).then_some(v as u32)
+}
+pub fn chown(r: &mut Runner, a: A) -> KResult<u64> {
+    fchownat(r, [libc::AT_FDCWD as u64, a[0], a[1], a[2], 0, 0])
+}
+pub fn lchown(r: &mut Runner, a: A) -> KResult<u64> {
+    fchownat(r, [libc::AT_FDCWD as u64, a[0], a[1], a[2], libc::AT_SYMLINK_NOFOLLOW as u64, 0])
+}
+pub fn fchownat(r: &mut Runner, a: A) -> KResult<u64> {
+    let p = read_path_or_empty(r, a[1])?;
+    let (cwd, p) = if p.is_empty() {
+        if a[4] as i32 & libc::AT_EMPTY_PATH == 0 {
+            return Err(Errno::ENOENT);
+        }
+        (b"/".to_vec(), r.file(a[0])?.path.clone())
+    } else {
+        (r.dir_path(a[0], &p)?, p)
+    };
+    r.k.vfs.chown(&cwd, &p, id_opt(a[2]), id_opt(a[3]), a[4] as i32 & libc::AT_SYMLINK_NOFOLLOW == 0, &r.creds())?;
+    Ok(0)
+}
+pub fn fchown(r: &mut Runner, a: A) -> KResult<u64> {
+    let p = r.file(a[0])?.path.clone();
+    if p.is_empty() {
+        return Ok(0);
+    }
+    r.k.vfs.chown(b"/", &p, id_opt(a[1]), id_opt(a[2]), true, &r.creds())?;
+    Ok(0)
+}
+
+fn read_times(r: &Runner, addr: u64) -> KResult<[Option<(i64, i64)>; 2]> {
+    if addr == 0 {
+        return Ok([Some((0, libc::UTIME_NOW)), Some((0, libc::UTIME_NOW))]);
+    }
+    let t: [i64; 4] = r.read_val(addr)?;
+    let one = |s: i64, ns: i64| -> KResult<Option<(i64, i64)>> {
+        if ns == libc::UTIME_OMIT {
+            Ok(None)
+        } else if ns == libc::UTIME_NOW || (0..1_000_000_000).contains(&ns) {
+            Ok(Some((s, ns)))
+        } else {
+            Err(Errno::EINVAL)
+        }
+    };
+    Ok([one(t[0], t[1])?, one(t[2], t[3])?])
+}
+
+pub fn utimensat(r: &mut Runner, a: A) -> KResult<u64> {
+    let times = read_times(r, a[2])?;
+    let follow = a[3] as i32 & libc::AT_SYMLINK_NOFOLLOW == 0;
+    let (cwd, p) = if a[1] == 0 {
+        (b"/".to_vec(), r.file(a[0])?.path.clone())
+    } else {
+        let p = r.read_path(a[1])?;
+        (r.dir_path(a[0], &p)?, p)
+    };
+    if p.is_empty() {
+        return Ok(0);
+    }
+    r.k.vfs.utimens(&cwd, &p, times, follow, &r.creds())?;
+    Ok(0)
+}
+
+fn timeval_times(r: &Runner, addr: u64) -> KResult<[Option<(i64, i64)>; 2]> {
+    if addr == 0 {
+        return Ok([Some((0, libc::UTIME_NOW)), Some((0, libc::UTIME_NOW))]);
+    }
+    let t: [i64; 4] = r.read_val(addr)?;
+    Ok([Some((t[0], t[1] * 1000)), Some((t[2], t[3] * 1000))])
+}
+
+pub fn utimes(r: &mut Runner, a: A) -> KResult<u64> {
+    futimesat(r, [libc::AT_FDCWD as u64, a[0], a[1], 0, 0, 0])
+}
+pub fn futimesat(r: &mut Runner, a: A) -> KResult<u64> {
+    let p = r.read_path(a[1])?;
+    let cwd = r.dir_path(a[0], &p)?;
+    let times = timeval_times(r, a[2])?;
+    r.k.vfs.utimens(&cwd, &p, times, true, &r.creds())?;
+    Ok(0)
+}
+
+pub fn truncate(r: &mut Runner, a: A) -> KResult<u64> {
+    let p = r.read_path(a[0])?;
+    if (a[1] as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let cwd = r.dir_path(libc::AT_FDCWD as u64, &p)?;
+    r.k.vfs.truncate(&cwd, &p, a[1], &r.creds())?;
+    Ok(0)
+}
+pub fn ftruncate(r: &mut Runner, a: A) -> KResult<u64> {
+    let f = r.file(a[0])?;
+    if (a[1] as i64) < 0 || !f.writable() {
+        return Err(Errno::EINVAL);
+    }
+    f.ops.truncate(a[1])?;
+    Ok(0)
+}
+pub fn fallocate(r: &mut Runner, a: A) -> KResult<u64> {
+    let f = r.file(a[0])?;
+    if a[1] != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    let end = a[2].checked_add(a[3]).ok_or(Errno::EFBIG)?;
+    if f.ops.stat()?.st_size < end as i64 {
+        f.ops.truncate(end)?;
+    }
+    Ok(0)
+}
+pub fn umask(r: &mut Runner, a: A) -> KResult<u64> {
+    let fs = r.t.fs();
+    let mut g = lock(&fs);
+    let old = g.umask;
+    g.umask = a[0] as u32 & 0o777;
+    Ok(old as u64)
+}
+
+// ---- pipes ----
+
+fn do_pipe(r: &mut Runner, addr: u64, flags: i32) -> KResult<u64> {
+    if flags & !(libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_DIRECT) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (rd, wr) = Pipe::new();
+    let nb = flags & libc::O_NONBLOCK;
+    let rf = OpenFile::new(Box::new(rd), libc::O_RDONLY | nb, Vec::new());
+    let wf = OpenFile::new(Box::new(wr), libc::O_WRONLY | nb, Vec::new());
+    let cloexec = flags & libc::O_CLOEXEC != 0;
+    let limit = r.nofile_limit();
+    let files = r.t.files();
+    let mut t = lock(&files);
+    let a = t.insert(rf, cloexec, limit)?;
+    let b = match t.insert(wf, cloexec, limit) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = t.remove(a);
+            return Err(e);
+        }
+    };
+    drop(t);
+    if let Err(e) = r.write_val(addr, &[a, b]) {
+        let mut t = lock(&files);
+        let _ = t.remove(a);
+        let _ = t.remove(b);
+        return Err(e);
+    }
+    Ok(0)
+}
+pub fn pipe(r: &mut Runner, a: A) -> KResult<u64> {
+    do_pipe(r, a[0], 0)
+}
+pub fn pipe2(r: &mut Runner, a: A) -> KResult<u64> {
+    do_pipe(r, a[0], a[1] as i32)
+}
+
+pub fn sendfile(r: &mut Runner, a: A) -> KResult<u64> {
+    let out = r.file(a[0])?;
+    let inp = r.file(a[1])?;
+    let count = (a[3] as usize).min(MAX_RW);
+    let mut off: Option<u64> = if a[2] != 0 { Some(r.read_val(a[2])?) } else { None };
+    let mut done = 0;
+    let mut buf = vec![0u8; count.min(CHUNK)];
+    while done < count {
+        let want = (count - done).min(buf.len());
+        let n = match r.file_read(&inp, &mut buf[..want], off) {
+            Ok(n) => n,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        };
+        if n == 0 {
+            break;
+        }
+        let w = match r.file_write(&out, &buf[..n], None) {
+            Ok(w) => w,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        };
+        done += w;
+        if let Some(o) = off.as_mut() {
+            *o += w as u64;
+        }
+        if w < n {
+            break;
+        }
+    }
+    if let (Some(o), true) = (off, a[2] != 0) {
+        r.write_val(a[2], &o)?;
+    }
+    Ok(done as u64)
+}
+
+// ---- readiness: poll, select ----
+
+fn poll_files(r: &mut Runner, fds: &[(i32, i16)], deadline: Option<Instant>) -> KResult<Vec<i16>> {
+    let files: Vec<Option<Arc<OpenFile>>> = {
+        let t = r.t.files();
+        let t = lock(&t);
+        fds.iter().map(|(fd, _)| if *fd < 0 { None } else { t.get(*fd).ok() }).collect()
+    };
+    let check = |files: &[Option<Arc<OpenFile>>]| -> (Vec<i16>, usize) {
+        let mut out = Vec::with_capacity(fds.len());
+        let mut n = 0;
+        for (i, (fd, ev)) in fds.iter().enumerate() {
+            let rev = if *fd < 0 {
+                0
+            } else {
+                match &files[i] {
+                    None => PollEvents::NVAL.bits(),
+                    Some(f) => {
+                        let mut want = PollEvents::from_bits_truncate(*ev) | PollEvents::ERR | PollEvents::HUP;
+                        if want.contains(PollEvents::IN) {
+                            want |= PollEvents::RDNORM;
+                        }
+                        if want.contains(PollEvents::OUT) {
+                            want |= PollEvents::WRNORM;
+                        }
+                        (f.ops.poll() & want).bits()
+                    }
+                }
+            };
+            if rev != 0 {
+                n += 1;
+            }
+            out.push(rev);
+        }
+        (out, n)
+    };
+    let (first, n) = check(&files);
+    if n > 0 || deadline.is_some_and(|d| d <= Instant::now()) {
+        return Ok(first);
+    }
+    let holders: Vec<Arc<OpenFile>> = files.iter().flatten().cloned().collect();
+    let queues: Vec<&crate::kernel::wait::WaitQueue> = holders.iter().filter_map(|f| f.ops.wait_queue()).collect();
+    let host: Vec<(i32, i16)> = files
+        .iter()
+        .zip(fds)
+        .filter_map(|(f, (_, ev))| f.as_ref().and_then(|f| f.ops.host_fd()).map(|h| (h, *ev)))
+        .collect();
+    let res = r.block(&queues, &host, deadline, |_| {
+        let (out, n) = check(&files);
+        (n > 0).then_some(Ok(out))
+    });
+    match res {
+        Err(Errno::ETIMEDOUT) => Ok(vec![0; fds.len()]),
+        other => other,
+    }
+}
+
+fn do_poll(r: &mut Runner, addr: u64, nfds: u64, deadline: Option<Instant>) -> KResult<u64> {
+    if nfds > r.nofile_limit().max(1024) {
+        return Err(Errno::EINVAL);
+    }
+    let mut fds = Vec::with_capacity(nfds as usize);
+    for i in 0..nfds {
+        let p: [u8; 8] = r.read_val(addr + i * 8)?;
+        fds.push((i32::from_le_bytes([p[0], p[1], p[2], p[3]]), i16::from_le_bytes([p[4], p[5]])));
+    }
+    let rev = poll_files(r, &fds, deadline)?;
+    let mut n = 0;
+    for (i, v) in rev.iter().enumerate() {
+        r.write_val(addr + i as u64 * 8 + 6, v)?;
+        if *v != 0 {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+fn timespec_deadline(r: &Runner, addr: u64) -> KResult<Option<Instant>> {
+    if addr == 0 {
+        return Ok(None);
+    }
+    let ts: [i64; 2] = r.read_val(addr)?;
+    if ts[0] < 0 || !(0..1_000_000_000).contains(&ts[1]) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(Some(Instant::now() + Duration::new(ts[0] as u64, ts[1] as u32)))
+}
+
+fn with_sigmask<T>(r: &mut Runner, mask_addr: u64, f: impl FnOnce(&mut Runner) -> KResult<T>) -> KResult<T> {
+    if mask_addr == 0 {
+        return f(r);
+    }
+    let set: u64 = r.read_val(mask_addr)?;
+    let old = {
+        let mut s = lock(&r.t.sig);
+        let old = s.mask;
+        s.mask = set & !crate::kernel::signal::UNBLOCKABLE;
+        old
+    };
+    let res = f(r);
+    let mut s = lock(&r.t.sig);
+    if matches!(res, Err(Errno::ERESTARTSYS) | Err(Errno::ERESTARTNOHAND) | Err(Errno::EINTR)) {
+        // Restore after the handler runs (sigsuspend semantics).
+        s.saved_mask = Some(old);
+    } else {
+        s.mask = old;
+    }
+    res
+}
+
+pub fn poll(r: &mut Runner, a: A) -> KResult<u64> {
+    let t = a[2] as i32;
+    let deadline = (t >= 0).then(|| Instant::now() + Duration::from_millis(t as u64));
+    do_poll(r, a[0], a[1], deadline).map_err(|e| if e == Errno::ERESTARTSYS { Errno::ERESTARTNOHAND } else { e })
+}
+
+pub fn ppoll(r: &mut Runner, a: A) -> KResult<u64> {
+    let deadline = timespec_deadline(r, a[2])?;
+    with_sigmask(r, a[3], |r| do_poll(r, a[0], a[1], deadline))
+        .map_err(|e| if e == Errno::ERESTARTSYS { Errno::ERESTARTNOHAND } else { e })
+}
+
+fn do_select(r: &mut Runner, n: u64, rd: u64, wr: u64, ex: u64, deadline: Option<Instant>) -> KResult<u64> {
+    if n > 1024 * 64 {
+        return Err(Errno::EINVAL);
+    }
+    let words = n.div_ceil(64) as usize;
+    let read_set = |r: &Runner, addr: u64| -> KResult<Vec<u64>> {
+        if addr == 0 {
+            return Ok(vec![0; words]);
+        }
+        let mut v = vec![0u64; words];
+        for (i, w) in v.iter_mut().enumerate() {
+            *w = r.read_val(addr + i as u64 * 8)?;
+        }
+        Ok(v)
+    };
+    let (rs, ws, es) = (read_set(r, rd)?, read_set(r, wr)?, read_set(r, ex)?);
+    let mut fds = Vec::new();
+    for fd in 0..n as usize {
+        let bitv = |s: &Vec<u64>| s[fd / 64] & (1 << (fd % 64)) != 0;
+        let mut ev = 0i16;
+        if bitv(&rs) {
+            ev |= libc::POLLIN;
+        }
+        if bitv(&ws) {
+            ev |= libc::POLLOUT;
+        }
+        if bitv(&es) {
+            ev |= libc::POLLPRI;
+        }
+        if ev != 0 {
+            fds.push((fd as i32, ev));
+        }
+    }
+    let rev = poll_files(r, &fds, deadline)?;
+    let (mut ro, mut wo, mut eo) = (vec![0u64; words], vec![0u64; words], vec![0u64; words]);
+    let mut count = 0;
+    for ((fd, ev), rv) in fds.iter().zip(rev) {
+        if rv & PollEvents::NVAL.bits() != 0 {
+            return Err(Errno::EBADF);
+        }
+        let (w, b) = (*fd as usize / 64, 1u64 << (*fd as usize % 64));
+        if ev & libc::POLLIN != 0 && rv & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+            ro[w] |= b;
+            count += 1;
+        }
+        if ev & libc::POLLOUT != 0 && rv & (libc::POLLOUT | libc::POLLERR) != 0 {
+            wo[w] |= b;
+            count += 1;
+        }
+        if ev & libc::POLLPRI != 0 && rv & libc::POLLPRI != 0 {
+            eo[w] |= b;
+            count += 1;
+        }
+    }
+    for (addr, set) in [(rd, &ro), (wr, &wo), (ex, &eo)] {
+        if addr != 0 {
+            for (i, w) in set.iter().enumerate() {
+                r.write_val(addr + i as u64 * 8, w)?;
+            }
+        }
+    }
+    Ok(count)
+}
+
+pub fn select(r: &mut Runner, a: A) -> KResult<u64> {
+    let deadline = if a[4] != 0 {
+        let tv: [i64; 2] = r.read_val(a[4])?;
+        if tv[0] < 0 || !(0..1_000_000).contains(&tv[1]) {
+            return Err(Errno::EINVAL);
+        }
+        Some(Instant::now() + Duration::new(tv[0] as u64, tv[1] as u32 * 1000))
+    } else {
+        None
+    };
+    do_select(r, a[0], a[1], a[2], a[3], deadline).map_err(|e| if e == Errno::ERESTARTSYS { Errno::ERESTARTNOHAND } else { e })
+}
+
+pub fn pselect6(r: &mut Runner, a: A) -> KResult<u64> {
+    let deadline = timespec_deadline(r, a[4])?;
+    let mask_addr = if a[5] != 0 {
+        let m: [u64; 2] = r.read_val(a[5])?;
+        m[0]
+    } else {
+        0
+    };
+    with_sigmask(r, mask_addr, |r| do_select(r, a[0], a[1], a[2], a[3], deadline))
+        .map_err(|e| if e == Errno::ERESTARTSYS { Errno::ERESTARTNOHAND } else { e })
+}

@@ -1,0 +1,85 @@
+//! Blocking: wait queues and the per-task waker.
+//!
+//! A task that must wait registers its [`Waker`] on the wait queues of the
+//! objects it waits for, re-checks its condition, and sleeps in `ppoll` on
+//! the waker's eventfd (plus any host fds). Anything that changes an
+//! object's state notifies its queue; a signal sent to the task wakes it
+//! through the same eventfd.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex};
+
+/// Wakes one task. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Waker(Arc<OwnedFd>);
+
+impl Waker {
+    /// A new waker (an eventfd).
+    pub fn new() -> std::io::Result<Waker> {
+        // SAFETY: plain eventfd creation.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: fresh fd owned by us.
+        Ok(Waker(Arc::new(unsafe { OwnedFd::from_raw_fd(fd) })))
+    }
+
+    /// Wakes the task (idempotent until it consumes the wake-up).
+    pub fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writing 8 bytes from a local to our eventfd.
+        unsafe { libc::write(self.0.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    /// Consumes pending wake-ups.
+    pub fn clear(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reading 8 bytes into a local from our non-blocking eventfd.
+        unsafe { libc::read(self.0.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+    }
+
+    /// The eventfd.
+    pub fn fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
+    fn same(&self, other: &Waker) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// A queue of tasks waiting for an object's state to change.
+#[derive(Debug, Default)]
+pub struct WaitQueue {
+    waiters: Mutex<Vec<Waker>>,
+}
+
+impl WaitQueue {
+    /// An empty queue.
+    pub fn new() -> WaitQueue {
+        WaitQueue::default()
+    }
+
+    /// Registers a waker (until `remove`).
+    pub fn add(&self, w: &Waker) {
+        let mut q = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        if !q.iter().any(|x| x.same(w)) {
+            q.push(w.clone());
+        }
+    }
+
+    /// Unregisters a waker.
+    pub fn remove(&self, w: &Waker) {
+        let mut q = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        q.retain(|x| !x.same(w));
+    }
+
+    /// Wakes every registered waiter.
+    pub fn notify_all(&self) {
+        let q = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        for w in q.iter() {
+            w.wake();
+        }
+    }
+}

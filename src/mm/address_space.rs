@@ -1,0 +1,632 @@
+//! Application address spaces: the kernel's record of every mapping (VMA)
+//! and the single place that changes them, keeping the platform's host
+//! mappings in step.
+
+use super::memfile::{MemRange, MemoryFile, PAGE_SIZE, page_down, page_up};
+use crate::errno::{Errno, KResult};
+use crate::platform::AddressSpaceOps;
+use crate::platform::ptrace::stub::{STUB_ADDR, STUB_END};
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+
+/// Highest address (exclusive) of the application's stack.
+pub const STACK_TOP: u64 = 0x7fff_ffff_0000;
+/// Size reserved for the main thread's stack.
+pub const STACK_SIZE: u64 = 8 << 20;
+/// Top of the area searched top-down for mappings without an address.
+pub const MMAP_TOP: u64 = STACK_TOP - STACK_SIZE - (64 << 20);
+/// Lowest address handed out for mappings without an address.
+pub const MMAP_MIN: u64 = 0x1_0000_0000;
+/// Load address of position-independent executables.
+pub const PIE_BASE: u64 = 0x5555_5555_4000;
+/// Highest user address.
+pub const TASK_SIZE: u64 = crate::platform::ptrace::stub::TASK_SIZE;
+
+/// What a mapping's pages are.
+#[derive(Clone, Debug)]
+pub enum Backing {
+    /// A range of the memory file; `off` is the offset within the range of
+    /// the VMA's first byte.
+    Mem {
+        /// The allocation.
+        range: Arc<MemRange>,
+        /// Offset of the VMA's start within it.
+        off: u64,
+    },
+    /// A shared mapping of another host file (a tmpfs file's memfd), whose
+    /// page cache keeps every mapper and `read`/`write` coherent.
+    File {
+        /// The host file.
+        fd: Arc<OwnedFd>,
+        /// File offset of the VMA's start.
+        off: u64,
+    },
+}
+
+impl Backing {
+    fn advanced(&self, by: u64) -> Backing {
+        match self {
+            Backing::Mem { range, off } => Backing::Mem { range: range.clone(), off: off + by },
+            Backing::File { fd, off } => Backing::File { fd: fd.clone(), off: off + by },
+        }
+    }
+}
+
+/// How a mapping is labelled in `/proc/<pid>/maps`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum VmaName {
+    /// Anonymous memory.
+    #[default]
+    Anon,
+    /// The program break area.
+    Heap,
+    /// The main thread's stack.
+    Stack,
+    /// A file mapping.
+    File {
+        /// Path inside the sandbox.
+        path: String,
+        /// File offset of the mapping's start.
+        offset: u64,
+        /// Inode number.
+        ino: u64,
+    },
+}
+
+/// A virtual memory area.
+#[derive(Clone, Debug)]
+pub struct Vma {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+    /// PROT_* bits.
+    pub prot: i32,
+    /// MAP_SHARED (changes visible to other mappers) vs private.
+    pub shared: bool,
+    /// Pages.
+    pub backing: Backing,
+    /// Label.
+    pub name: VmaName,
+}
+
+impl Vma {
+    fn split_at(&self, at: u64) -> (Vma, Vma) {
+        let mut lo = self.clone();
+        let mut hi = self.clone();
+        lo.end = at;
+        hi.start = at;
+        hi.backing = self.backing.advanced(at - self.start);
+        if let VmaName::File { offset, .. } = &mut hi.name {
+            *offset += at - self.start;
+        }
+        (lo, hi)
+    }
+
+    fn host_fd_off(&self, mf: &MemoryFile) -> (i32, u64) {
+        match &self.backing {
+            Backing::Mem { range, off } => (mf.fd(), range.off + off),
+            Backing::File { fd, off } => (fd.as_raw_fd(), *off),
+        }
+    }
+}
+
+/// An application address space.
+#[derive(Debug)]
+pub struct AddressSpace {
+    mf: Arc<MemoryFile>,
+    vmas: BTreeMap<u64, Vma>,
+    /// Start of the program break area.
+    pub brk_start: u64,
+    /// Current program break.
+    pub brk: u64,
+    /// Where argv strings start and end (for /proc/<pid>/cmdline).
+    pub arg_range: (u64, u64),
+    /// Where environment strings start and end.
+    pub env_range: (u64, u64),
+    /// The auxiliary vector as given to the program.
+    pub auxv: Vec<(u64, u64)>,
+}
+
+fn prot_ok(prot: i32, write: bool) -> bool {
+    if write { prot & libc::PROT_WRITE != 0 } else { prot & libc::PROT_READ != 0 }
+}
+
+fn host_err(e: i32) -> Errno {
+    Errno(e)
+}
+
+impl AddressSpace {
+    /// An empty address space.
+    pub fn new(mf: Arc<MemoryFile>) -> AddressSpace {
+        AddressSpace {
+            mf,
+            vmas: BTreeMap::new(),
+            brk_start: 0,
+            brk: 0,
+            arg_range: (0, 0),
+            env_range: (0, 0),
+            auxv: Vec::new(),
+        }
+    }
+
+    /// The memory file backing this address space.
+    pub fn memory_file(&self) -> &Arc<MemoryFile> {
+        &self.mf
+    }
+
+    /// All VMAs in address order.
+    pub fn vmas(&self) -> impl Iterator<Item = &Vma> {
+        self.vmas.values()
+    }
+
+    /// The VMA containing `addr`.
+    pub fn find(&self, addr: u64) -> Option<&Vma> {
+        self.vmas.range(..=addr).next_back().map(|(_, v)| v).filter(|v| addr < v.end)
+    }
+
+    fn overlaps(&self, start: u64, end: u64) -> bool {
+        if let Some((_, v)) = self.vmas.range(..end).next_back() {
+            return v.end > start;
+        }
+        false
+    }
+
+    fn range_ok(start: u64, len: u64) -> bool {
+        let Some(end) = start.checked_add(len) else { return false };
+        end <= TASK_SIZE && !(start < STUB_END && end > STUB_ADDR)
+    }
+
+    /// Finds a free range of `len` bytes, top-down below MMAP_TOP.
+    pub fn find_free(&self, len: u64) -> Option<u64> {
+        let mut top = MMAP_TOP;
+        for (_, v) in self.vmas.range(..MMAP_TOP).rev() {
+            if v.end <= top && top - v.end >= len {
+                return Some(top - len);
+            }
+            top = top.min(v.start);
+        }
+        (top >= MMAP_MIN + len).then(|| top - len)
+    }
+
+    /// Chooses an address for a new mapping: `hint` if free, else a free
+    /// range (EINVAL/ENOMEM as mmap(2) reports).
+    pub fn pick_addr(&self, hint: u64, len: u64, fixed: bool) -> KResult<u64> {
+        if fixed {
+            if hint % PAGE_SIZE != 0 || !Self::range_ok(hint, len) {
+                return Err(if hint % PAGE_SIZE != 0 { Errno::EINVAL } else { Errno::ENOMEM });
+            }
+            return Ok(hint);
+        }
+        let hint = page_down(hint);
+        if hint >= MMAP_MIN && Self::range_ok(hint, len) && !self.overlaps(hint, hint + len) {
+            return Ok(hint);
+        }
+        self.find_free(len).ok_or(Errno::ENOMEM)
+    }
+
+    /// Splits VMAs so that `addr` is a boundary.
+    fn split(&mut self, addr: u64) {
+        let Some(v) = self.find(addr).cloned() else { return };
+        if v.start == addr {
+            return;
+        }
+        let (lo, hi) = v.split_at(addr);
+        self.vmas.insert(lo.start, lo);
+        self.vmas.insert(hi.start, hi);
+    }
+
+    /// Inserts a mapping at `[start, start+len)`, replacing whatever was
+    /// there, and makes it real in the platform.
+    pub fn insert(
+        &mut self,
+        ops: &mut dyn AddressSpaceOps,
+        start: u64,
+        len: u64,
+        prot: i32,
+        shared: bool,
+        backing: Backing,
+        name: VmaName,
+    ) -> KResult<()> {
+        let len = page_up(len);
+        if !Self::range_ok(start, len) {
+            return Err(Errno::ENOMEM);
+        }
+        self.remove_range(start, start + len);
+        let vma = Vma { start, end: start + len, prot, shared, backing, name };
+        let (fd, off) = vma.host_fd_off(&self.mf);
+        ops.map(start, len, prot, fd, off).map_err(host_err)?;
+        self.vmas.insert(start, vma);
+        Ok(())
+    }
+
+    /// Allocates fresh zeroed memory and maps it (anonymous private
+    /// mapping, or shared anonymous if `shared`).
+    pub fn map_anon(
+        &mut self,
+        ops: &mut dyn AddressSpaceOps,
+        start: u64,
+        len: u64,
+        prot: i32,
+        shared: bool,
+        name: VmaName,
+    ) -> KResult<()> {
+        let range = self.mf.alloc(len).ok_or(Errno::ENOMEM)?;
+        self.insert(ops, start, len, prot, shared, Backing::Mem { range, off: 0 }, name)
+    }
+
+    /// Removes VMAs in `[start, end)` from the records (no host call),
+    /// releasing private pages.
+    fn remove_range(&mut self, start: u64, end: u64) {
+        if !self.overlaps(start, end) {
+            return;
+        }
+        self.split(start);
+        self.split(end);
+        let keys: Vec<u64> = self.vmas.range(start..end).map(|(k, _)| *k).collect();
+        for k in keys {
+            if let Some(v) = self.vmas.remove(&k)
+                && !v.shared
+                && let Backing::Mem { range, off } = &v.backing
+            {
+                self.mf.punch(range.off + off, v.end - v.start);
+            }
+        }
+    }
+
+    /// munmap(2).
+    pub fn unmap(&mut self, ops: &mut dyn AddressSpaceOps, start: u64, len: u64) -> KResult<()> {
+        if start % PAGE_SIZE != 0 || len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let len = page_up(len);
+        let end = start.checked_add(len).ok_or(Errno::EINVAL)?;
+        if end > TASK_SIZE {
+            return Err(Errno::EINVAL);
+        }
+        if !self.overlaps(start, end) {
+            return Ok(());
+        }
+        self.remove_range(start, end);
+        ops.unmap(start, len).map_err(host_err)
+    }
+
+    /// mprotect(2).
+    pub fn protect(&mut self, ops: &mut dyn AddressSpaceOps, start: u64, len: u64, prot: i32) -> KResult<()> {
+        if start % PAGE_SIZE != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let end = start.checked_add(page_up(len)).ok_or(Errno::ENOMEM)?;
+        if start == end {
+            return Ok(());
+        }
+        // Every page must be mapped.
+        let mut pos = start;
+        while pos < end {
+            let v = self.find(pos).ok_or(Errno::ENOMEM)?;
+            pos = v.end;
+        }
+        self.split(start);
+        self.split(end);
+        for (_, v) in self.vmas.range_mut(start..end) {
+            v.prot = prot;
+        }
+        ops.protect(start, end - start, prot).map_err(host_err)
+    }
+
+    /// madvise(MADV_DONTNEED): private pages read as zero afterwards.
+    pub fn dont_need(&mut self, start: u64, len: u64) -> KResult<()> {
+        let end = start.checked_add(page_up(len)).ok_or(Errno::EINVAL)?;
+        let mut pos = start;
+        while pos < end {
+            let v = self.find(pos).ok_or(Errno::ENOMEM)?;
+            let seg_end = v.end.min(end);
+            if !v.shared
+                && let Backing::Mem { range, off } = &v.backing
+            {
+                self.mf.zero(range.off + off + (pos - v.start), seg_end - pos);
+            }
+            pos = seg_end;
+        }
+        Ok(())
+    }
+
+    /// mremap(2) for private and shared mappings.
+    pub fn remap(
+        &mut self,
+        ops: &mut dyn AddressSpaceOps,
+        old: u64,
+        old_len: u64,
+        new_len: u64,
+        may_move: bool,
+        fixed: Option<u64>,
+    ) -> KResult<u64> {
+        if old % PAGE_SIZE != 0 || new_len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let old_len = page_up(old_len);
+        let new_len = page_up(new_len);
+        let v = self.find(old).cloned().ok_or(Errno::EFAULT)?;
+        if old + old_len > v.end {
+            return Err(Errno::EFAULT);
+        }
+        if fixed.is_none() && new_len <= old_len {
+            if new_len < old_len {
+                self.unmap(ops, old + new_len, old_len - new_len)?;
+            }
+            return Ok(old);
+        }
+        let grows_in_place = fixed.is_none()
+            && Self::range_ok(old, new_len)
+            && !self.overlaps(old + old_len, old + new_len);
+        let dest = match fixed {
+            Some(d) => d,
+            None if grows_in_place => old,
+            None if may_move => self.find_free(new_len).ok_or(Errno::ENOMEM)?,
+            None => return Err(Errno::ENOMEM),
+        };
+        let off_in_vma = old - v.start;
+        let backing = match &v.backing {
+            Backing::File { fd, off } => Backing::File { fd: fd.clone(), off: off + off_in_vma },
+            Backing::Mem { range, off } if v.shared => {
+                let off = off + off_in_vma;
+                if off + new_len > range.len {
+                    return Err(Errno::ENOMEM);
+                }
+                Backing::Mem { range: range.clone(), off }
+            }
+            Backing::Mem { range, off } => {
+                let nr = self.mf.alloc(new_len).ok_or(Errno::ENOMEM)?;
+                let copy = old_len.min(new_len);
+                self.mf.copy(nr.off, range.off + off + off_in_vma, copy);
+                Backing::Mem { range: nr, off: 0 }
+            }
+        };
+        let mut name = v.name.clone();
+        if let VmaName::File { offset, .. } = &mut name {
+            *offset += off_in_vma;
+        }
+        // Drop the old records (without releasing pages of shared memory).
+        if dest != old {
+            self.unmap(ops, old, old_len)?;
+        } else {
+            self.split(old);
+            self.split(old + old_len);
+            self.vmas.remove(&old);
+        }
+        self.insert(ops, dest, new_len, v.prot, v.shared, backing, name)?;
+        Ok(dest)
+    }
+
+    /// A copy for a forked child: private memory is copied, shared memory
+    /// is shared. The copy has no host mappings until materialized.
+    pub fn fork(&self) -> KResult<AddressSpace> {
+        let mut vmas = BTreeMap::new();
+        for v in self.vmas.values() {
+            let mut nv = v.clone();
+            if !v.shared
+                && let Backing::Mem { range, off } = &v.backing
+            {
+                let len = v.end - v.start;
+                let nr = self.mf.alloc(len).ok_or(Errno::ENOMEM)?;
+                self.mf.copy(nr.off, range.off + off, len);
+                nv.backing = Backing::Mem { range: nr, off: 0 };
+            }
+            vmas.insert(nv.start, nv);
+        }
+        Ok(AddressSpace {
+            mf: self.mf.clone(),
+            vmas,
+            brk_start: self.brk_start,
+            brk: self.brk,
+            arg_range: self.arg_range,
+            env_range: self.env_range,
+            auxv: self.auxv.clone(),
+        })
+    }
+
+    /// Makes every recorded mapping real in a fresh platform address space.
+    pub fn materialize(&self, ops: &mut dyn AddressSpaceOps) -> KResult<()> {
+        for v in self.vmas.values() {
+            let (fd, off) = v.host_fd_off(&self.mf);
+            ops.map(v.start, v.end - v.start, v.prot, fd, off).map_err(host_err)?;
+        }
+        Ok(())
+    }
+
+    /// brk(2): returns the new break (the old one on failure).
+    pub fn set_brk(&mut self, ops: &mut dyn AddressSpaceOps, new: u64) -> u64 {
+        if new < self.brk_start {
+            return self.brk;
+        }
+        let old_top = page_up(self.brk);
+        let new_top = page_up(new);
+        if new_top > old_top {
+            if self.overlaps(old_top, new_top) || !Self::range_ok(old_top, new_top - old_top) {
+                return self.brk;
+            }
+            if self.map_anon(ops, old_top, new_top - old_top, libc::PROT_READ | libc::PROT_WRITE, false, VmaName::Heap).is_err() {
+                return self.brk;
+            }
+        } else if new_top < old_top && self.unmap(ops, new_top, old_top - new_top).is_err() {
+            return self.brk;
+        }
+        self.brk = new;
+        self.brk
+    }
+
+    /// Walks `[addr, addr+len)` calling `f(vma, addr, len)` for each piece,
+    /// failing with EFAULT where memory is missing or lacks `write`/read
+    /// permission.
+    fn walk(&self, addr: u64, len: usize, write: bool, mut f: impl FnMut(&Vma, u64, usize, usize)) -> KResult<()> {
+        let mut done = 0usize;
+        while done < len {
+            let a = addr.checked_add(done as u64).ok_or(Errno::EFAULT)?;
+            let v = self.find(a).ok_or(Errno::EFAULT)?;
+            if !prot_ok(v.prot, write) {
+                return Err(Errno::EFAULT);
+            }
+            let n = ((v.end - a) as usize).min(len - done);
+            f(v, a, n, done);
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Copies application memory at `addr` into `buf` (EFAULT on a bad
+    /// address).
+    pub fn read(&self, addr: u64, buf: &mut [u8]) -> KResult<()> {
+        let mf = &self.mf;
+        let mut err = None;
+        self.walk(addr, buf.len(), false, |v, a, n, done| {
+            let dst = &mut buf[done..done + n];
+            match &v.backing {
+                Backing::Mem { range, off } => mf.read(range.off + off + (a - v.start), dst),
+                Backing::File { fd, off } => {
+                    if pread_full(fd.as_raw_fd(), dst, off + (a - v.start)).is_err() {
+                        err = Some(Errno::EFAULT);
+                    }
+                }
+            }
+        })?;
+        err.map_or(Ok(()), Err)
+    }
+
+    /// Copies `buf` into application memory at `addr`.
+    pub fn write(&self, addr: u64, buf: &[u8]) -> KResult<()> {
+        self.write_impl(addr, buf, true)
+    }
+
+    /// Like `write` but ignores page protections (the kernel writing a
+    /// loaded program's read-only pages, `ptrace(POKE)`-style).
+    pub fn write_force(&self, addr: u64, buf: &[u8]) -> KResult<()> {
+        self.write_impl(addr, buf, false)
+    }
+
+    fn write_impl(&self, addr: u64, buf: &[u8], check: bool) -> KResult<()> {
+        let mf = &self.mf;
+        let mut err = None;
+        let mut done = 0usize;
+        while done < buf.len() {
+            let a = addr.checked_add(done as u64).ok_or(Errno::EFAULT)?;
+            let v = self.find(a).ok_or(Errno::EFAULT)?;
+            if check && !prot_ok(v.prot, true) {
+                return Err(Errno::EFAULT);
+            }
+            let n = ((v.end - a) as usize).min(buf.len() - done);
+            let src = &buf[done..done + n];
+            match &v.backing {
+                Backing::Mem { range, off } => mf.write(range.off + off + (a - v.start), src),
+                Backing::File { fd, off } => {
+                    if pwrite_full(fd.as_raw_fd(), src, off + (a - v.start)).is_err() {
+                        err = Some(Errno::EFAULT);
+                    }
+                }
+            }
+            done += n;
+        }
+        err.map_or(Ok(()), Err)
+    }
+
+    /// Reads a NUL-terminated string of at most `max` bytes (without the
+    /// NUL). ENAMETOOLONG if no NUL is found within `max`.
+    pub fn read_cstr(&self, addr: u64, max: usize) -> KResult<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut a = addr;
+        while out.len() < max {
+            let v = self.find(a).ok_or(Errno::EFAULT)?;
+            if !prot_ok(v.prot, false) {
+                return Err(Errno::EFAULT);
+            }
+            // Read up to the end of the page.
+            let n = ((page_down(a) + PAGE_SIZE - a) as usize).min(max - out.len());
+            let mut chunk = vec![0u8; n];
+            self.read(a, &mut chunk)?;
+            if let Some(p) = chunk.iter().position(|&b| b == 0) {
+                out.extend_from_slice(&chunk[..p]);
+                return Ok(out);
+            }
+            out.extend_from_slice(&chunk);
+            a += n as u64;
+        }
+        Err(Errno::ENAMETOOLONG)
+    }
+
+    /// Reads a plain-data value.
+    pub fn read_val<T: Copy + Default>(&self, addr: u64) -> KResult<T> {
+        let mut v = T::default();
+        // SAFETY: T is Copy plain data (callers use integer and #[repr(C)]
+        // ABI structs); we overwrite all its bytes.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(&mut v as *mut T as *mut u8, std::mem::size_of::<T>()) };
+        self.read(addr, bytes)?;
+        Ok(v)
+    }
+
+    /// Writes a plain-data value.
+    pub fn write_val<T: Copy>(&self, addr: u64, v: &T) -> KResult<()> {
+        // SAFETY: viewing a Copy value's bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) };
+        self.write(addr, bytes)
+    }
+
+    /// Bytes of virtual memory mapped.
+    pub fn virtual_size(&self) -> u64 {
+        self.vmas.values().map(|v| v.end - v.start).sum()
+    }
+
+    /// Fills `[addr, addr+len)` of a private Mem mapping from `src`,
+    /// reading directly into the memory file (used by ELF loading and
+    /// private file mappings). `src(buf, file_offset)` returns bytes read.
+    pub fn fill_from(&self, addr: u64, len: u64, file_off: u64, src: &mut dyn FnMut(&mut [u8], u64) -> KResult<usize>) -> KResult<()> {
+        let v = self.find(addr).ok_or(Errno::EFAULT)?;
+        if addr + len > v.end {
+            return Err(Errno::EFAULT);
+        }
+        let Backing::Mem { range, off } = &v.backing else { return Err(Errno::EINVAL) };
+        let base = range.off + off + (addr - v.start);
+        let mut done = 0u64;
+        while done < len {
+            let n = ((len - done) as usize).min(1 << 20);
+            // SAFETY: the range lies inside this VMA's MemRange, which stays
+            // alive while we hold `&self`; no other kernel code writes it now.
+            let dst = unsafe { self.mf.slice_mut(base + done, n) };
+            let got = src(dst, file_off + done)?;
+            if got == 0 {
+                break;
+            }
+            done += got as u64;
+        }
+        Ok(())
+    }
+}
+
+fn pread_full(fd: i32, buf: &mut [u8], off: u64) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: writing into the live slice.
+        let r = unsafe { libc::pread(fd, buf[done..].as_mut_ptr().cast(), buf.len() - done, (off + done as u64) as i64) };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if r == 0 {
+            buf[done..].fill(0);
+            return Ok(());
+        }
+        done += r as usize;
+    }
+    Ok(())
+}
+
+fn pwrite_full(fd: i32, buf: &[u8], off: u64) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: reading from the live slice.
+        let r = unsafe { libc::pwrite(fd, buf[done..].as_ptr().cast(), buf.len() - done, (off + done as u64) as i64) };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        done += r as usize;
+    }
+    Ok(())
+}

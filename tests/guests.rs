@@ -1,0 +1,125 @@
+//! Small C programs (tests/guests/*.c), each compiled static and dynamic,
+//! run natively and under `rvisor do`; status, stdout and stderr must be
+//! identical. Each program prints only deterministic facts (no PIDs,
+//! addresses or timings) and exits with a known status, which the native
+//! run is checked against too.
+
+mod common;
+use common::*;
+
+/// Run one guest both ways. `expect` lines must appear in the native
+/// stdout: they pin down what the program tests, so a guest that silently
+/// stops testing anything fails here rather than passing vacuously.
+fn run_guest(name: &str, static_: bool, status: i32, expect: &[&str]) {
+    let exe = guest(name, static_);
+    let kind = if static_ { "static" } else { "dyn" };
+    let native = Case::new(&format!("{name}-{kind}"), &[&exe])
+        .expect_status(status)
+        .check();
+    let out = native.stdout_str();
+    for line in expect {
+        assert!(
+            out.contains(line),
+            "guest {name}-{kind}: native stdout lacks {line:?}; the guest's assumptions do not \
+             hold on this host\n{out}"
+        );
+    }
+}
+
+macro_rules! guest_test {
+    ($name:ident, status = $status:expr $(, expect = [$($e:expr),* $(,)?])?) => {
+        mod $name {
+            use super::*;
+            #[test]
+            fn static_() {
+                run_guest(stringify!($name), true, $status, &[$($($e),*)?]);
+            }
+            #[test]
+            fn dynamic() {
+                run_guest(stringify!($name), false, $status, &[$($($e),*)?]);
+            }
+        }
+    };
+}
+
+guest_test!(
+    threads,
+    status = 0,
+    expect = ["counter=200000 expected=200000", "threads ok"]
+);
+guest_test!(
+    forkpipe,
+    status = 0,
+    expect = [
+        "parent read 2000 bytes, 100 lines, last: line 099 from child",
+        "writer child: exited 7",
+        "killed child: killed by signal 9",
+        "self-terminated child: killed by signal 15",
+        "reaped 5 children, exit status sum 150",
+    ]
+);
+guest_test!(
+    execve,
+    status = 9,
+    expect = [
+        "child: argc=5 argv0=/proc/self/exe [two words] [] [last] mark=inherited",
+        "re-exec via /proc/self/exe -> 5",
+        "hello from busybox",
+        "missing -> 127",
+        "after exec: inherited",
+    ]
+);
+guest_test!(
+    signals,
+    status = 0,
+    expect = [
+        "SA_RESTART: first read was restarted, then got 4 bytes 'data', handler ran 1 time(s)",
+        "no SA_RESTART: first read failed with EINTR, then got 4 bytes 'data', handler ran 1 time(s)",
+        "handler on alt stack: 1, SS_ONSTACK reported: 1",
+        "blocked: pending USR1=1 USR2=0 handler ran 0",
+        "unblocked: pending USR1=0 handler ran 1",
+        "rt signal queued deliveries: 3",
+    ]
+);
+guest_test!(
+    mmapfile,
+    status = 0,
+    expect = [
+        "private write visible in mapping: 1, file unchanged: 1",
+        "file sees shared write: 'SHARED!' last='Z'",
+        "write to read-only page: signal 11, address exact: 1",
+        "read past EOF: signal 7",
+        "cleanup: unlink 0 rmdir 0",
+    ]
+);
+guest_test!(bigmap, status = 0, expect = ["pages=65536 zero-filled=1"]);
+guest_test!(
+    getdents,
+    status = 0,
+    expect = [
+        "entries=200 regular=200 dots=2",
+        "after unlink: entries=190",
+        "rmdir=0"
+    ]
+);
+guest_test!(clocks, status = 0, expect = ["elapsed >= 10ms: 1"]);
+guest_test!(
+    badptr,
+    status = 0,
+    expect = [
+        "write(1, 0x1, 10)            ret=-1 errno=EFAULT",
+        "read(/dev/zero, NULL, 10)    ret=-1 errno=EFAULT",
+        "syscall(1000)                ret=-1 errno=ENOSYS",
+        "still alive",
+    ]
+);
+guest_test!(
+    exitcodes,
+    status = 3,
+    expect = ["atexit: registered first, runs last"]
+);
+guest_test!(
+    sigkill_self,
+    status = 139,
+    expect = ["about to raise SIGSEGV"]
+);
