@@ -278,28 +278,28 @@ pub fn build_stack(mm: &mut AddressSpace, ops: &mut dyn AddressSpaceOps, a: &Sta
         return Err(Errno::E2BIG);
     }
     let mut sp = STACK_TOP - 16;
-    let mut push_bytes = |mm: &mut AddressSpace, b: &[u8]| -> KResult<u64> {
-        sp -= b.len() as u64 + 1;
-        mm.write(sp, b)?;
-        mm.write(sp + b.len() as u64, &[0])?;
-        Ok(sp)
-    };
-    let execfn = push_bytes(mm, a.execfn)?;
+    fn push(mm: &mut AddressSpace, sp: &mut u64, b: &[u8]) -> KResult<u64> {
+        *sp -= b.len() as u64 + 1;
+        mm.write(*sp, b)?;
+        mm.write(*sp + b.len() as u64, &[0])?;
+        Ok(*sp)
+    }
+    let execfn = push(mm, &mut sp, a.execfn)?;
     let env_end = sp;
     let mut envp = Vec::with_capacity(a.envp.len());
     for e in a.envp.iter().rev() {
-        envp.push(push_bytes(mm, e)?);
+        envp.push(push(mm, &mut sp, e)?);
     }
     envp.reverse();
     let env_start = sp;
     let arg_end = sp;
     let mut argv = Vec::with_capacity(a.argv.len());
     for s in a.argv.iter().rev() {
-        argv.push(push_bytes(mm, s)?);
+        argv.push(push(mm, &mut sp, s)?);
     }
     argv.reverse();
     let arg_start = sp;
-    let platform = push_bytes(mm, b"x86_64")?;
+    let platform = push(mm, &mut sp, b"x86_64")?;
     let mut random = [0u8; 16];
     // SAFETY: getrandom into a local buffer.
     unsafe { libc::getrandom(random.as_mut_ptr().cast(), 16, 0) };
@@ -307,8 +307,8 @@ pub fn build_stack(mm: &mut AddressSpace, ops: &mut dyn AddressSpaceOps, a: &Sta
     let random_addr = sp;
     mm.write(random_addr, &random)?;
 
-    // SAFETY: CPUID leaf 1 exists on every x86_64 CPU.
-    let hwcap = unsafe { std::arch::x86_64::__cpuid(1) }.edx as u64;
+    // CPUID leaf 1 exists on every x86_64 CPU.
+    let hwcap = std::arch::x86_64::__cpuid(1).edx as u64;
     let interp_base = a.interp.map(|i| i.bias).unwrap_or(0);
     let aux: Vec<(u64, u64)> = vec![
         (auxv::AT_HWCAP, hwcap),

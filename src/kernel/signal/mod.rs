@@ -124,6 +124,12 @@ impl SigHandlers {
 pub struct SigInfo(pub [u8; 128]);
 static_assertions::assert_eq_size!(SigInfo, [u8; 128]);
 
+impl Default for SigInfo {
+    fn default() -> Self {
+        SigInfo([0; 128])
+    }
+}
+
 impl std::fmt::Debug for SigInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SigInfo(signo={}, code={})", self.signo(), self.code())

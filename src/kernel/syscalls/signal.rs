@@ -225,7 +225,7 @@ pub fn tgkill(r: &mut Runner, a: A) -> KResult<u64> {
 
 pub fn rt_sigqueueinfo(r: &mut Runner, a: A) -> KResult<u64> {
     let sig = valid(a[1])?;
-    let mut info: SigInfo = SigInfo(r.read_val::<[u8; 128]>(a[2]).map(|b| b)?);
+    let mut info: SigInfo = r.read_val(a[2])?;
     info.0[0..4].copy_from_slice(&sig.to_le_bytes());
     let g = r.k.group(a[0] as i32).ok_or(Errno::ESRCH)?;
     r.k.signal_group(&g, info);

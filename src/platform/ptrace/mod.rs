@@ -25,17 +25,15 @@ const NT_X86_XSTATE: libc::c_int = 0x202;
 pub fn xstate_size() -> usize {
     static SIZE: OnceLock<usize> = OnceLock::new();
     *SIZE.get_or_init(|| {
-        // SAFETY: CPUID is available on every x86_64 CPU; leaf 0xD is
-        // defined wherever XSAVE is, and returns zeros otherwise.
-        let r = unsafe { std::arch::x86_64::__cpuid_count(0xd, 0) };
+        // CPUID leaf 0xD is defined wherever XSAVE is, zeros otherwise.
+        let r = std::arch::x86_64::__cpuid_count(0xd, 0);
         (r.ebx as usize).max(512)
     })
 }
 
 /// The feature mask the host enabled in XCR0 (CPUID 0xD.0 EAX:EDX).
 pub fn xfeatures() -> u64 {
-    // SAFETY: as in `xstate_size`.
-    let r = unsafe { std::arch::x86_64::__cpuid_count(0xd, 0) };
+    let r = std::arch::x86_64::__cpuid_count(0xd, 0);
     (r.eax as u64) | ((r.edx as u64) << 32)
 }
 
@@ -421,5 +419,68 @@ impl AddressSpaceOps for PtraceContext {
     fn protect(&mut self, addr: u64, len: u64, prot: i32) -> Result<(), i32> {
         let r = self.inject(libc::SYS_mprotect, [addr, len, prot as u64, 0, 0, 0])?;
         if r < 0 { Err(-r as i32) } else { Ok(()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::MemoryFile;
+
+    /// Runs a few real instructions in a stub: two system calls trap to us
+    /// with their numbers and arguments, and our return value is seen by
+    /// the application.
+    #[test]
+    fn sysemu_traps_syscalls_and_returns_values() {
+        let mf = MemoryFile::new().expect("memory file");
+        let range = mf.alloc(4096).expect("alloc");
+        // mov eax, 39; syscall; mov edi, eax; mov eax, 60; syscall; ud2
+        let code: [u8; 18] = [0xb8, 39, 0, 0, 0, 0x0f, 0x05, 0x89, 0xc7, 0xb8, 60, 0, 0, 0, 0x0f, 0x05, 0x0f, 0x0b];
+        mf.write(range.off, &code);
+        let mut ctx = PtraceContext::new_process().expect("stub");
+        let addr = 0x40_0000;
+        ctx.map(addr, 4096, libc::PROT_READ | libc::PROT_EXEC, mf.fd(), range.off).expect("map");
+        let mut regs = ctx.get_regs().expect("regs");
+        regs.rip = addr;
+        assert_eq!(ctx.switch(&mut regs), Trap::Syscall);
+        assert_eq!(regs.orig_rax, 39);
+        regs.rax = 1234;
+        assert_eq!(ctx.switch(&mut regs), Trap::Syscall);
+        assert_eq!(regs.orig_rax, 60);
+        assert_eq!(regs.rdi, 1234);
+        // ud2 raises SIGILL: a fault trap.
+        assert!(matches!(ctx.switch(&mut regs), Trap::Fault { signo: libc::SIGILL, .. }));
+    }
+
+    #[test]
+    fn stub_has_no_kernel_mappings() {
+        let mut ctx = PtraceContext::new_process().expect("stub");
+        let maps = std::fs::read_to_string(format!("/proc/{}/maps", ctx.pid())).expect("maps");
+        let lines: Vec<&str> = maps.lines().filter(|l| !l.contains("[vsyscall]")).collect();
+        assert_eq!(lines.len(), 1, "stub maps more than its page:\n{maps}");
+        assert!(lines[0].starts_with("00010000-00011000"), "{maps}");
+        ctx.kill();
+    }
+
+    #[test]
+    fn cloned_member_shares_memory_and_is_attachable() {
+        let mf = MemoryFile::new().expect("memory file");
+        let range = mf.alloc(4096).expect("alloc");
+        // mov eax, 39; syscall; ud2
+        mf.write(range.off, &[0xb8, 39, 0, 0, 0, 0x0f, 0x05, 0x0f, 0x0b]);
+        let mut ctx = PtraceContext::new_process().expect("stub");
+        ctx.map(0x40_0000, 4096, libc::PROT_READ | libc::PROT_EXEC, mf.fd(), range.off).expect("map");
+        let pending = ctx.clone_member().expect("clone");
+        let h = std::thread::spawn(move || {
+            let mut m = PtraceContext::attach(pending).expect("attach");
+            let mut regs = m.get_regs().expect("regs");
+            regs.rip = 0x40_0000;
+            regs.orig_rax = u64::MAX;
+            let t = m.switch(&mut regs);
+            (t, regs.orig_rax)
+        });
+        let (t, nr) = h.join().expect("thread");
+        assert_eq!(t, Trap::Syscall);
+        assert_eq!(nr, 39);
     }
 }

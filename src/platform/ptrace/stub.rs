@@ -18,6 +18,21 @@ std::arch::global_asm!(
     ".p2align 12",
     ".globl rvisor_stub_start",
     "rvisor_stub_start:",
+    // rseq(r12, 32 or r13, RSEQ_FLAG_UNREGISTER, RSEQ_SIG): the forking
+    // thread's rseq registration is inherited, and the kernel would fault
+    // writing to it once its memory is gone.
+    "mov eax, 334",
+    "mov rdi, r12",
+    "mov esi, 32",
+    "mov edx, 1",
+    "mov r10d, 0x53053053",
+    "syscall",
+    "mov eax, 334",
+    "mov rdi, r12",
+    "mov rsi, r13",
+    "mov edx, 1",
+    "mov r10d, 0x53053053",
+    "syscall",
     // prctl(PR_SET_PDEATHSIG, SIGKILL): die with the kernel thread that forked us.
     "mov eax, 157",
     "mov edi, 1",
@@ -90,10 +105,14 @@ std::arch::global_asm!(
     ".globl rvisor_stub_end",
     "rvisor_stub_end:",
     ".popsection",
-    // extern "C" fn rvisor_fork_stub(flags: u64) -> i64
+    // extern "C" fn rvisor_fork_stub(flags: u64, rseq: u64, rseq_len: u64) -> i64
     ".pushsection .text.rvisor_fork,\"ax\",@progbits",
     ".globl rvisor_fork_stub",
     "rvisor_fork_stub:",
+    "push r12",
+    "push r13",
+    "mov r12, rsi",
+    "mov r13, rdx",
     "mov eax, 56",
     "xor esi, esi",
     "xor edx, edx",
@@ -105,6 +124,8 @@ std::arch::global_asm!(
     "mov eax, {stub_addr}",
     "jmp rax",
     "5:",
+    "pop r13",
+    "pop r12",
     "ret",
     ".popsection",
     stub_end = const STUB_END,
@@ -117,7 +138,7 @@ unsafe extern "C" {
     static rvisor_stub_end: u8;
     static rvisor_stub_syscall: u8;
     static rvisor_stub_clone: u8;
-    fn rvisor_fork_stub(flags: u64) -> i64;
+    fn rvisor_fork_stub(flags: u64, rseq: u64, rseq_len: u64) -> i64;
 }
 
 /// Addresses of the stub's entry points, in every stub process.
@@ -181,11 +202,40 @@ pub fn install() -> Result<StubLayout, std::io::Error> {
 pub fn fork_stub() -> Result<i32, std::io::Error> {
     install()?;
     let flags = (libc::CLONE_FILES | libc::SIGCHLD) as u64;
+    let (rseq, rseq_len) = rseq_area();
     // SAFETY: the child executes only the assembly stub (no Rust code, no
     // locks, no allocation), which is mapped at STUB_ADDR by `install`.
-    let r = unsafe { rvisor_fork_stub(flags) };
+    let r = unsafe { rvisor_fork_stub(flags, rseq, rseq_len) };
     if r < 0 {
         return Err(std::io::Error::from_raw_os_error(-r as i32));
     }
     Ok(r as i32)
+}
+
+/// The calling thread's rseq area as glibc registered it (address and
+/// glibc's advertised size), or zeros when glibc does not use rseq.
+fn rseq_area() -> (u64, u64) {
+    static SYMS: OnceLock<Option<(i64, u32)>> = OnceLock::new();
+    let syms = SYMS.get_or_init(|| {
+        // SAFETY: dlsym with RTLD_DEFAULT and NUL-terminated names; the
+        // symbols, when present, are glibc's exported `const` variables of
+        // these types.
+        unsafe {
+            let off = libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_offset".as_ptr());
+            let size = libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_size".as_ptr());
+            if off.is_null() || size.is_null() {
+                return None;
+            }
+            Some((*(off as *const i64), *(size as *const u32)))
+        }
+    });
+    let Some((off, size)) = *syms else { return (0, 0) };
+    if size == 0 {
+        return (0, 0);
+    }
+    let fs_base: u64;
+    // SAFETY: reading the thread pointer (fs:0 holds its own address on
+    // x86_64 glibc), no memory is written.
+    unsafe { std::arch::asm!("mov {}, fs:0", out(reg) fs_base, options(nostack, readonly, preserves_flags)) };
+    ((fs_base as i64 + off) as u64, size as u64)
 }
