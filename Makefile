@@ -29,3 +29,10 @@ selftest: deps
 
 clean-guests:
 	rm -rf target/guests
+
+# Benchmark: native vs rvisor (ptrace) vs the PTRACE_SYSEMU floor; builds
+# rvisor (release) itself, prints a table and writes target/bench.json.
+# Iteration counts: see the RVISOR_BENCH_* variables in examples/bench.rs.
+.PHONY: bench
+bench: deps
+	$(CARGO) run --release --example bench

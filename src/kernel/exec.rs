@@ -160,14 +160,17 @@ pub fn execve(r: &mut Runner, path: &[u8], argv: Vec<Vec<u8>>, envp: Vec<Vec<u8>
     r.t.robust_list.store(0, Ordering::Relaxed);
     *lock(&r.t.comm) = p.comm;
     lock(&r.t.tg.inner).exe = p.exe;
+    // Start from the fresh stub's own registers (valid segment selectors),
+    // cleared.
+    let base = r.ctx.get_regs().unwrap_or(old_regs);
     // SAFETY: user_regs_struct is plain data; all-zero is a valid value.
     let mut regs: crate::platform::Regs = unsafe { std::mem::zeroed() };
     regs.rip = p.entry;
     regs.rsp = p.sp;
-    regs.cs = old_regs.cs;
-    regs.ss = old_regs.ss;
-    regs.ds = old_regs.ds;
-    regs.es = old_regs.es;
+    regs.cs = base.cs;
+    regs.ss = base.ss;
+    regs.ds = base.ds;
+    regs.es = base.es;
     regs.eflags = 0x202;
     regs.orig_rax = u64::MAX;
     r.regs = regs;

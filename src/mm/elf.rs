@@ -352,3 +352,44 @@ pub fn build_stack(mm: &mut AddressSpace, ops: &mut dyn AddressSpaceOps, a: &Sta
     mm.auxv = aux;
     Ok(sp)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    struct Bytes(Vec<u8>);
+    impl ExecSource for Bytes {
+        fn read_at(&self, buf: &mut [u8], off: u64) -> KResult<usize> {
+            let off = off.min(self.0.len() as u64) as usize;
+            let n = buf.len().min(self.0.len() - off);
+            buf[..n].copy_from_slice(&self.0[off..off + n]);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn parses_host_busybox_or_true() {
+        let path = ["/bin/busybox", "/bin/true"].into_iter().find(|p| std::path::Path::new(p).exists()).expect("a host binary");
+        let e = parse(&Bytes(std::fs::read(path).expect("read"))).expect("parse");
+        assert!(e.phdrs.iter().any(|p| p.p_type == PT_LOAD));
+    }
+
+    #[test]
+    fn garbage_is_enoexec() {
+        assert_eq!(parse(&Bytes(b"#!/bin/sh\necho hi\n".to_vec())).err(), Some(Errno::ENOEXEC));
+        assert_eq!(parse(&Bytes(Vec::new())).err(), Some(Errno::ENOEXEC));
+    }
+
+    proptest! {
+        #[test]
+        fn mutated_headers_never_panic(flips in proptest::collection::vec((0usize..4096, any::<u8>()), 1..16)) {
+            let mut b = std::fs::read("/bin/true").unwrap_or_else(|_| vec![0; 4096]);
+            b.truncate(4096);
+            for (i, v) in flips {
+                if i < b.len() { b[i] = v; }
+            }
+            let _ = parse(&Bytes(b));
+        }
+    }
+}

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 /// `struct stat` as x86_64 Linux lays it out.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
+#[allow(missing_docs)] // field names are the ABI's
 pub struct Stat {
     pub st_dev: u64,
     pub st_ino: u64,

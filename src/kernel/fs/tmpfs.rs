@@ -153,7 +153,8 @@ pub(crate) struct Inode {
     kind: Kind,
 }
 
-fn new_memfd() -> KResult<OwnedFd> {
+/// A fresh close-on-exec memfd for file data.
+pub(crate) fn new_memfd() -> KResult<OwnedFd> {
     nix::sys::memfd::memfd_create(c"rvisor-tmpfs", nix::sys::memfd::MFdFlags::MFD_CLOEXEC).map_err(Errno::from)
 }
 
@@ -170,10 +171,6 @@ fn pwrite_all(fd: &OwnedFd, mut buf: &[u8], mut off: u64) -> KResult<()> {
 }
 
 impl Inode {
-    pub(crate) fn ino(&self) -> u64 {
-        self.ino
-    }
-
     fn meta(&self) -> Meta {
         *lock(&self.meta)
     }
@@ -360,13 +357,11 @@ impl Inode {
         if st.fd.is_none() && len > 0 {
             st.fd = Some(Arc::new(new_memfd()?));
         }
-        if let Some(fd) = &st.fd {
-            if let Err(e) = nix::unistd::ftruncate(&**fd, len as libc::off_t) {
-                if len > st.size {
-                    f.space.release(len - st.size);
-                }
-                return Err(e.into());
+        if let Some(Err(e)) = st.fd.as_ref().map(|fd| nix::unistd::ftruncate(&**fd, len as libc::off_t)) {
+            if len > st.size {
+                f.space.release(len - st.size);
             }
+            return Err(e.into());
         }
         if len < st.size {
             f.space.release(st.size - len);
@@ -462,6 +457,10 @@ impl NewNode {
     }
 }
 
+/// A raw directory entry: name and (inode number, DT_* type), or None
+/// for a whiteout.
+pub(crate) type RawEntry = (Vec<u8>, Option<(u64, u8)>);
+
 /// What the upper layer says about a path (see [`Tmpfs::probe`]).
 pub(crate) enum Probe {
     /// No entry (nor any ancestor's entry) in this layer.
@@ -500,15 +499,15 @@ impl Tmpfs {
     /// A fresh empty tmpfs whose root is owned by root with mode 01777
     /// (like /tmp), holding at most `limit` bytes of file data.
     pub fn new(limit: Option<u64>) -> Tmpfs {
-        Tmpfs::with_root(super::vfs::alloc_dev(), 1, limit, libc::S_IFDIR | 0o1777, Owner { uid: 0, gid: 0 })
+        Tmpfs::with_root(super::vfs::alloc_dev(), 1, 2, limit, libc::S_IFDIR | 0o1777, Owner { uid: 0, gid: 0 })
     }
 
-    /// A tmpfs with a given device number, first inode number and root
-    /// mode/owner.
-    pub(crate) fn with_root(dev: u64, first_ino: u64, limit: Option<u64>, root_mode: u32, owner: Owner) -> Tmpfs {
+    /// A tmpfs with a given device number, root inode number, first inode
+    /// number for new nodes, and root mode/owner.
+    pub(crate) fn with_root(dev: u64, root_ino: u64, first_ino: u64, limit: Option<u64>, root_mode: u32, owner: Owner) -> Tmpfs {
         let t = now();
         let root = Arc::new(Inode {
-            ino: first_ino,
+            ino: root_ino,
             dev,
             meta: Mutex::new(Meta {
                 mode: libc::S_IFDIR | (root_mode & 0o7777),
@@ -522,7 +521,7 @@ impl Tmpfs {
             }),
             kind: Kind::Dir(Mutex::new(DirData { entries: BTreeMap::new(), opaque: false })),
         });
-        Tmpfs { dev, next_ino: AtomicU64::new(first_ino + 1), root, ns: Mutex::new(()), space: Arc::new(Space::new(limit)) }
+        Tmpfs { dev, next_ino: AtomicU64::new(first_ino), root, ns: Mutex::new(()), space: Arc::new(Space::new(limit)) }
     }
 
     /// The device number reported in `st_dev`.
@@ -702,7 +701,7 @@ impl Tmpfs {
     /// RENAME_EXCHANGE. `whiteout_old` leaves a whiteout at `old`.
     pub(crate) fn rename(&self, old: &[u8], new: &[u8], flags: u32, whiteout_old: bool) -> KResult<()> {
         let _ns = lock(&self.ns);
-        let (od, oname) = self.parent_dir(old).map_err(|_| Errno::EBUSY)?;
+        let (od, oname) = self.parent_dir(old).map_err(|e| if e == Errno::EEXIST { Errno::EBUSY } else { e })?;
         let (nd, nname) = self.parent_dir(new).map_err(|e| if e == Errno::EEXIST { Errno::EBUSY } else { e })?;
         let src = match od.child(oname)? {
             Some(Entry::Node(n)) => n,
@@ -774,7 +773,7 @@ impl Tmpfs {
 
     /// The raw entries of the directory at `rel` (None = whiteout) and
     /// whether it is opaque.
-    pub(crate) fn dir_raw(&self, rel: &[u8]) -> KResult<(Vec<(Vec<u8>, Option<(u64, u8)>)>, bool)> {
+    pub(crate) fn dir_raw(&self, rel: &[u8]) -> KResult<(Vec<RawEntry>, bool)> {
         let node = self.lookup(rel)?;
         let d = node.dir()?;
         let list = d

@@ -8,6 +8,7 @@ use crate::platform::Regs;
 /// `struct sigcontext` (x86_64), the saved registers.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
+#[allow(missing_docs)] // field names are the ABI's
 pub struct SigContext {
     pub r8: u64,
     pub r9: u64,
@@ -45,6 +46,7 @@ static_assertions::const_assert_eq!(std::mem::offset_of!(SigContext, fpstate), 1
 /// The kernel's `struct ucontext`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
+#[allow(missing_docs)] // field names are the ABI's
 pub struct UContext {
     pub uc_flags: u64,
     pub uc_link: u64,
@@ -60,6 +62,7 @@ static_assertions::const_assert_eq!(std::mem::offset_of!(UContext, uc_sigmask), 
 /// the siginfo. The FP state follows separately, 64-byte aligned.
 #[repr(C)]
 #[derive(Clone, Copy)]
+#[allow(missing_docs)] // field names are the ABI's
 pub struct RtSigFrame {
     pub pretcode: u64,
     pub uc: UContext,

@@ -1,4 +1,5 @@
 //! File system calls: descriptors, I/O, paths, metadata, readiness.
+#![allow(missing_docs)] // handlers are named after the syscalls they serve
 
 use crate::kernel::fs::file::{DirEntry, OpenFile, PollEvents, Stat};
 use crate::kernel::pipe::Pipe;
@@ -520,6 +521,7 @@ pub fn newfstatat(r: &mut Runner, a: A) -> KResult<u64> {
 /// `struct statx`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
+#[allow(missing_docs)] // field names are the ABI's
 pub struct Statx {
     pub stx_mask: u32,
     pub stx_blksize: u32,

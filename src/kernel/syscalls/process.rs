@@ -1,4 +1,5 @@
 //! Processes and threads: identity, clone/fork/exec/exit/wait, futexes,
+#![allow(missing_docs)] // handlers are named after the syscalls they serve
 //! limits and miscellaneous process state.
 
 use crate::kernel::futex::{FutexWaiter, key_of};

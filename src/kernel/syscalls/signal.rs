@@ -1,4 +1,5 @@
 //! Signal system calls.
+#![allow(missing_docs)] // handlers are named after the syscalls they serve
 
 use crate::kernel::run::Runner;
 use crate::kernel::signal::{self, SigAction, SigInfo, SigSet, StackT, SS_DISABLE, SS_ONSTACK};

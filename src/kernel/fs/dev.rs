@@ -1,0 +1,256 @@
+//! devfs: the sandbox's `/dev`.
+//!
+//! Character devices `null` (1:3), `zero` (1:5), `full` (1:7), `random`
+//! (1:8), `urandom` (1:9) and `tty` (5:0, opening it gives ENXIO: the
+//! sandbox has no controlling terminal of its own); symlinks `fd ->
+//! /proc/self/fd`, `stdin`/`stdout`/`stderr -> /proc/self/fd/0..2`, `ptmx
+//! -> pts/ptmx`; empty directories `pts` and `shm` (the VFS mounts a tmpfs
+//! on `/dev/shm`, see `Vfs::new`).
+
+use super::file::{DirEntry, FileOps, MmapSource, Stat};
+use super::vfs::{alloc_dev, now, SyntheticFs};
+use crate::errno::{Errno, KResult};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dev {
+    Null,
+    Zero,
+    Full,
+    Random,
+    Tty,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Node {
+    Dir(u32),
+    Chr(Dev, u32, u32),
+    Link(&'static [u8]),
+}
+
+/// (name, node, inode number) of every entry below the root.
+const ENTRIES: &[(&[u8], Node, u64)] = &[
+    (b"null", Node::Chr(Dev::Null, 1, 3), 3),
+    (b"zero", Node::Chr(Dev::Zero, 1, 5), 4),
+    (b"full", Node::Chr(Dev::Full, 1, 7), 5),
+    (b"random", Node::Chr(Dev::Random, 1, 8), 6),
+    (b"urandom", Node::Chr(Dev::Random, 1, 9), 7),
+    (b"tty", Node::Chr(Dev::Tty, 5, 0), 8),
+    (b"fd", Node::Link(b"/proc/self/fd"), 9),
+    (b"stdin", Node::Link(b"/proc/self/fd/0"), 10),
+    (b"stdout", Node::Link(b"/proc/self/fd/1"), 11),
+    (b"stderr", Node::Link(b"/proc/self/fd/2"), 12),
+    (b"ptmx", Node::Link(b"pts/ptmx"), 13),
+    (b"pts", Node::Dir(0o755), 14),
+    (b"shm", Node::Dir(0o1777), 15),
+];
+
+const ROOT_INO: u64 = 2;
+
+/// The device filesystem (see the module docs).
+#[derive(Debug)]
+pub struct DevFs {
+    dev: u64,
+    time: (i64, i64),
+}
+
+impl Default for DevFs {
+    fn default() -> DevFs {
+        DevFs::new()
+    }
+}
+
+impl DevFs {
+    /// A devfs instance.
+    pub fn new() -> DevFs {
+        DevFs { dev: alloc_dev(), time: now() }
+    }
+
+    fn node(rel: &[u8]) -> KResult<(Node, u64)> {
+        if rel.is_empty() {
+            return Ok((Node::Dir(0o755), ROOT_INO));
+        }
+        if let Some((_, n, ino)) = ENTRIES.iter().find(|(name, _, _)| *name == rel) {
+            return Ok((*n, *ino));
+        }
+        // Below pts/ or shm/ (both empty), or below a device: nothing.
+        match rel.iter().position(|&b| b == b'/') {
+            Some(i) => match ENTRIES.iter().find(|(name, _, _)| *name == &rel[..i]) {
+                Some((_, Node::Dir(_), _)) => Err(Errno::ENOENT),
+                Some(_) => Err(Errno::ENOTDIR),
+                None => Err(Errno::ENOENT),
+            },
+            None => Err(Errno::ENOENT),
+        }
+    }
+
+    fn stat_of(&self, node: Node, ino: u64) -> Stat {
+        let (mode, rdev, size, nlink) = match node {
+            Node::Dir(m) => (libc::S_IFDIR | m, 0, 0, 2),
+            Node::Chr(_, ma, mi) => (libc::S_IFCHR | 0o666, libc::makedev(ma, mi), 0, 1),
+            Node::Link(t) => (libc::S_IFLNK | 0o777, 0, t.len() as i64, 1),
+        };
+        let nlink = if ino == ROOT_INO { 2 + ENTRIES.iter().filter(|e| matches!(e.1, Node::Dir(_))).count() as u64 } else { nlink };
+        Stat {
+            st_dev: self.dev,
+            st_ino: ino,
+            st_nlink: nlink,
+            st_mode: mode,
+            st_rdev: rdev,
+            st_size: size,
+            st_blksize: 4096,
+            st_atime: self.time.0,
+            st_atime_nsec: self.time.1,
+            st_mtime: self.time.0,
+            st_mtime_nsec: self.time.1,
+            st_ctime: self.time.0,
+            st_ctime_nsec: self.time.1,
+            ..Stat::default()
+        }
+    }
+}
+
+impl SyntheticFs for DevFs {
+    fn stat(&self, rel: &[u8]) -> KResult<Stat> {
+        let (n, ino) = DevFs::node(rel)?;
+        Ok(self.stat_of(n, ino))
+    }
+
+    fn readlink(&self, rel: &[u8]) -> KResult<Vec<u8>> {
+        match DevFs::node(rel)? {
+            (Node::Link(t), _) => Ok(t.to_vec()),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    fn open(&self, rel: &[u8], _flags: i32) -> KResult<Box<dyn FileOps>> {
+        let (n, ino) = DevFs::node(rel)?;
+        match n {
+            Node::Chr(Dev::Tty, _, _) => Err(Errno::ENXIO),
+            Node::Chr(dev, _, _) => Ok(Box::new(CharDev { dev, stat: self.stat_of(n, ino) })),
+            Node::Dir(_) => Err(Errno::EISDIR),
+            Node::Link(_) => Err(Errno::ELOOP),
+        }
+    }
+
+    fn readdir(&self, rel: &[u8]) -> KResult<Vec<DirEntry>> {
+        match DevFs::node(rel)? {
+            (Node::Dir(_), _) if rel.is_empty() => Ok(ENTRIES
+                .iter()
+                .map(|(name, n, ino)| DirEntry {
+                    ino: *ino,
+                    kind: match n {
+                        Node::Dir(_) => libc::DT_DIR,
+                        Node::Chr(..) => libc::DT_CHR,
+                        Node::Link(_) => libc::DT_LNK,
+                    },
+                    name: name.to_vec(),
+                })
+                .collect()),
+            (Node::Dir(_), _) => Ok(Vec::new()),
+            _ => Err(Errno::ENOTDIR),
+        }
+    }
+}
+
+/// Fills `buf` from the host's random source.
+#[allow(unsafe_code)] // thin host-call wrapper; see the SAFETY comments
+fn fill_random(buf: &mut [u8]) -> KResult<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let chunk = &mut buf[done..];
+        let len = chunk.len().min(1 << 20);
+        // SAFETY: `chunk` is live and writable for at least `len` bytes.
+        let r = unsafe { libc::getrandom(chunk.as_mut_ptr().cast(), len, 0) };
+        if r < 0 {
+            let e = Errno::last();
+            if e == Errno::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        done += r as usize;
+    }
+    Ok(())
+}
+
+/// An open memory character device.
+struct CharDev {
+    dev: Dev,
+    stat: Stat,
+}
+
+impl FileOps for CharDev {
+    fn read(&self, buf: &mut [u8], _pos: Option<u64>) -> KResult<usize> {
+        match self.dev {
+            Dev::Null | Dev::Tty => Ok(0),
+            Dev::Zero | Dev::Full => {
+                buf.fill(0);
+                Ok(buf.len())
+            }
+            Dev::Random => {
+                fill_random(buf)?;
+                Ok(buf.len())
+            }
+        }
+    }
+
+    fn write(&self, buf: &[u8], _pos: Option<u64>) -> KResult<usize> {
+        match self.dev {
+            Dev::Full => Err(Errno::ENOSPC),
+            _ => Ok(buf.len()),
+        }
+    }
+
+    fn stat(&self) -> KResult<Stat> {
+        Ok(self.stat)
+    }
+
+    fn seekable(&self) -> bool {
+        true
+    }
+
+    fn truncate(&self, _len: u64) -> KResult<()> {
+        Ok(())
+    }
+
+    fn mmap_source(&self) -> KResult<MmapSource> {
+        match self.dev {
+            Dev::Zero => Ok(MmapSource::Copy),
+            _ => Err(Errno::ENODEV),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_behave() {
+        let d = DevFs::new();
+        let st = d.stat(b"null").unwrap();
+        assert_eq!(st.st_mode, libc::S_IFCHR | 0o666);
+        assert_eq!(st.st_rdev, libc::makedev(1, 3));
+        assert_eq!(d.stat(b"urandom").unwrap().st_rdev, libc::makedev(1, 9));
+        let mut buf = [7u8; 64];
+        let null = d.open(b"null", libc::O_RDWR).unwrap();
+        assert_eq!(null.read(&mut buf, Some(0)).unwrap(), 0);
+        assert_eq!(null.write(b"xyz", Some(0)).unwrap(), 3);
+        let zero = d.open(b"zero", libc::O_RDONLY).unwrap();
+        assert_eq!(zero.read(&mut buf, Some(0)).unwrap(), 64);
+        assert!(buf.iter().all(|&b| b == 0));
+        let full = d.open(b"full", libc::O_WRONLY).unwrap();
+        assert_eq!(full.write(b"x", Some(0)).err(), Some(Errno::ENOSPC));
+        let r = d.open(b"urandom", libc::O_RDONLY).unwrap();
+        let mut a = [0u8; 32];
+        r.read(&mut a, None).unwrap();
+        assert!(a.iter().any(|&b| b != 0));
+        assert_eq!(d.open(b"tty", libc::O_RDWR).err(), Some(Errno::ENXIO));
+        assert_eq!(d.readlink(b"stdin").unwrap(), b"/proc/self/fd/0");
+        assert_eq!(d.readlink(b"null").err(), Some(Errno::EINVAL));
+        assert_eq!(d.stat(b"null/x").err(), Some(Errno::ENOTDIR));
+        assert_eq!(d.stat(b"nope").err(), Some(Errno::ENOENT));
+        assert!(d.readdir(b"").unwrap().iter().any(|e| e.name == b"shm"));
+        assert!(d.readdir(b"pts").unwrap().is_empty());
+    }
+}

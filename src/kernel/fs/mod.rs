@@ -1,0 +1,20 @@
+//! The virtual filesystem: open files, the path-based namespace and the
+//! filesystems mounted in it (host root, overlay, tmpfs, devfs).
+//!
+//! [`vfs::Vfs`] is the entry point: it resolves sandbox paths (confined to
+//! the sandbox root), checks permissions against [`vfs::Creds`] and hands
+//! each operation to the filesystem mounted there.
+
+pub mod dev;
+pub mod file;
+pub mod host;
+pub mod overlay;
+pub mod path;
+pub mod tmpfs;
+pub mod vfs;
+
+pub use dev::DevFs;
+pub use file::{DirEntry, FileOps, MmapSource, OpenFile, PollEvents, Stat};
+pub use host::host_stream;
+pub use tmpfs::Tmpfs;
+pub use vfs::{Creds, RootMode, StatFs, SyntheticFs, Vfs};
