@@ -8,7 +8,7 @@
 //! on `/dev/shm`, see `Vfs::new`).
 
 use super::file::{DirEntry, FileOps, MmapSource, Stat};
-use super::vfs::{alloc_dev, now, SyntheticFs};
+use super::vfs::{SyntheticFs, alloc_dev, now};
 use crate::errno::{Errno, KResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +89,11 @@ impl DevFs {
             Node::Chr(_, ma, mi) => (libc::S_IFCHR | 0o666, libc::makedev(ma, mi), 0, 1),
             Node::Link(t) => (libc::S_IFLNK | 0o777, 0, t.len() as i64, 1),
         };
-        let nlink = if ino == ROOT_INO { 2 + ENTRIES.iter().filter(|e| matches!(e.1, Node::Dir(_))).count() as u64 } else { nlink };
+        let nlink = if ino == ROOT_INO {
+            2 + ENTRIES.iter().filter(|e| matches!(e.1, Node::Dir(_))).count() as u64
+        } else {
+            nlink
+        };
         Stat {
             st_dev: self.dev,
             st_ino: ino,

@@ -307,7 +307,13 @@ impl MountFs for HostFs {
             _ => return Err(Errno::EPERM),
         };
         let (pfd, name) = self.parent(rel)?;
-        nix::sys::stat::mknodat(pfd.as_fd(), name.as_c_str(), kind, nix::sys::stat::Mode::from_bits_truncate(mode & 0o7777), 0)?;
+        nix::sys::stat::mknodat(
+            pfd.as_fd(),
+            name.as_c_str(),
+            kind,
+            nix::sys::stat::Mode::from_bits_truncate(mode & 0o7777),
+            0,
+        )?;
         Ok(())
     }
 
@@ -350,7 +356,13 @@ impl MountFs for HostFs {
         self.check_writable()?;
         let (ofd, oname) = self.parent(old)?;
         let (nfd, nname) = self.parent(new)?;
-        nix::unistd::linkat(ofd.as_fd(), oname.as_c_str(), nfd.as_fd(), nname.as_c_str(), nix::fcntl::AtFlags::empty())?;
+        nix::unistd::linkat(
+            ofd.as_fd(),
+            oname.as_c_str(),
+            nfd.as_fd(),
+            nname.as_c_str(),
+            nix::fcntl::AtFlags::empty(),
+        )?;
         Ok(())
     }
 
@@ -367,7 +379,11 @@ impl MountFs for HostFs {
                 nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(mode & 0o7777))?;
             }
             if attr.uid.is_some() || attr.gid.is_some() {
-                nix::unistd::fchown(&fd, attr.uid.map(nix::unistd::Uid::from_raw), attr.gid.map(nix::unistd::Gid::from_raw))?;
+                nix::unistd::fchown(
+                    &fd,
+                    attr.uid.map(nix::unistd::Uid::from_raw),
+                    attr.gid.map(nix::unistd::Gid::from_raw),
+                )?;
             }
             if attr.atime.is_some() || attr.mtime.is_some() {
                 nix::sys::stat::futimens(&fd, &ts(attr.atime), &ts(attr.mtime))?;

@@ -18,7 +18,7 @@
 use super::file::{DirEntry, FileOps, Stat};
 use super::host::HostFs;
 use super::path::{components, join_rel, split_last};
-use super::tmpfs::{new_memfd, Content, Inode, NewNode, Probe, Remove, Tmpfs};
+use super::tmpfs::{Content, Inode, NewNode, Probe, Remove, Tmpfs, new_memfd};
 use super::vfs::{DirFile, MountFs, Owner, SetAttr, StatFs};
 use crate::errno::{Errno, KResult};
 use std::collections::{BTreeMap, HashSet};
@@ -166,7 +166,11 @@ impl Overlay {
             owner: Owner { uid: st.st_uid, gid: st.st_gid },
             rdev: st.st_rdev,
             ino: Some(st.st_ino),
-            times: Some([(st.st_atime, st.st_atime_nsec), (st.st_mtime, st.st_mtime_nsec), (st.st_ctime, st.st_ctime_nsec)]),
+            times: Some([
+                (st.st_atime, st.st_atime_nsec),
+                (st.st_mtime, st.st_mtime_nsec),
+                (st.st_ctime, st.st_ctime_nsec),
+            ]),
             content,
         };
         self.upper.create_node(rel, spec)
@@ -417,7 +421,11 @@ mod tests {
     }
 
     fn names(ov: &Overlay, rel: &[u8]) -> Vec<String> {
-        merged_list(&ov.upper, &ov.lower, rel).unwrap().into_iter().map(|e| String::from_utf8(e.name).unwrap()).collect()
+        merged_list(&ov.upper, &ov.lower, rel)
+            .unwrap()
+            .into_iter()
+            .map(|e| String::from_utf8(e.name).unwrap())
+            .collect()
     }
 
     #[test]

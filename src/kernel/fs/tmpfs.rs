@@ -16,9 +16,9 @@
 //! lookups (two at once only by rename, under `ns`); an inode's metadata
 //! mutex is a leaf lock, never held while taking another.
 
-use super::file::{dtype_of, DirEntry, FileOps, MmapSource, PollEvents, Stat};
+use super::file::{DirEntry, FileOps, MmapSource, PollEvents, Stat, dtype_of};
 use super::path::{components, split_last};
-use super::vfs::{now, DirFile, MountFs, Owner, SetAttr, StatFs, Timestamp};
+use super::vfs::{DirFile, MountFs, Owner, SetAttr, StatFs, Timestamp, now};
 use crate::errno::{Errno, KResult};
 use crate::kernel::wait::WaitQueue;
 use std::collections::{BTreeMap, VecDeque};
@@ -504,7 +504,14 @@ impl Tmpfs {
 
     /// A tmpfs with a given device number, root inode number, first inode
     /// number for new nodes, and root mode/owner.
-    pub(crate) fn with_root(dev: u64, root_ino: u64, first_ino: u64, limit: Option<u64>, root_mode: u32, owner: Owner) -> Tmpfs {
+    pub(crate) fn with_root(
+        dev: u64,
+        root_ino: u64,
+        first_ino: u64,
+        limit: Option<u64>,
+        root_mode: u32,
+        owner: Owner,
+    ) -> Tmpfs {
         let t = now();
         let root = Arc::new(Inode {
             ino: root_ino,
@@ -894,8 +901,7 @@ impl MountFs for Tmpfs {
     }
 
     fn symlink(&self, rel: &[u8], target: &[u8], owner: Owner) -> KResult<()> {
-        self.create_node(rel, NewNode::new(libc::S_IFLNK | 0o777, owner, Content::Symlink(target.to_vec())))
-            .map(|_| ())
+        self.create_node(rel, NewNode::new(libc::S_IFLNK | 0o777, owner, Content::Symlink(target.to_vec()))).map(|_| ())
     }
 
     fn unlink(&self, rel: &[u8]) -> KResult<()> {

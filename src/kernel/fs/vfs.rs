@@ -18,7 +18,7 @@ use super::dev::DevFs;
 use super::file::{DirEntry, FileOps, OpenFile, Stat};
 use super::host::HostFs;
 use super::overlay::Overlay;
-use super::path::{self, components, join, join_rel, MAX_SYMLINKS, PATH_MAX};
+use super::path::{self, MAX_SYMLINKS, PATH_MAX, components, join, join_rel};
 use super::tmpfs::Tmpfs;
 use crate::errno::{Errno, KResult};
 use std::collections::VecDeque;
@@ -317,7 +317,11 @@ impl MountFs for Synth {
         Ok(Box::new(DirFile::new(
             move || {
                 let me = fs1.stat(&r1)?;
-                let parent = if r1.is_empty() { me.st_ino } else { fs1.stat(path::split_last(&r1).0).map(|s| s.st_ino).unwrap_or(me.st_ino) };
+                let parent = if r1.is_empty() {
+                    me.st_ino
+                } else {
+                    fs1.stat(path::split_last(&r1).0).map(|s| s.st_ino).unwrap_or(me.st_ino)
+                };
                 let mut v = vec![
                     DirEntry { ino: me.st_ino, kind: libc::DT_DIR, name: b".".to_vec() },
                     DirEntry { ino: parent, kind: libc::DT_DIR, name: b"..".to_vec() },
@@ -461,7 +465,9 @@ impl Vfs {
         let dev = alloc_dev();
         let host = HostFs::new(host_root, mode == RootMode::Direct, dev)?;
         let root: Arc<dyn MountFs> = match mode {
-            RootMode::Overlay => Arc::new(Overlay::new(Arc::new(host)).map_err(|e| std::io::Error::from_raw_os_error(e.0))?),
+            RootMode::Overlay => {
+                Arc::new(Overlay::new(Arc::new(host)).map_err(|e| std::io::Error::from_raw_os_error(e.0))?)
+            }
             RootMode::ReadOnly | RootMode::Direct => Arc::new(host),
         };
         let vfs = Vfs { mode, mounts: RwLock::new(Vec::new()) };
@@ -727,7 +733,15 @@ impl Vfs {
         self.open_at_depth(cwd, path, flags, mode, creds, 0)
     }
 
-    fn open_at_depth(&self, cwd: &[u8], path: &[u8], flags: i32, mode: u32, creds: &Creds, depth: u32) -> KResult<Arc<OpenFile>> {
+    fn open_at_depth(
+        &self,
+        cwd: &[u8],
+        path: &[u8],
+        flags: i32,
+        mode: u32,
+        creds: &Creds,
+        depth: u32,
+    ) -> KResult<Arc<OpenFile>> {
         if flags & libc::O_TMPFILE == libc::O_TMPFILE {
             return Err(Errno::EOPNOTSUPP);
         }
@@ -758,7 +772,14 @@ impl Vfs {
                 if file.path.first() == Some(&b'/') && file.path != link && depth < 8 {
                     // Reopen by path: a new description with these flags.
                     let p = file.path.clone();
-                    return self.open_at_depth(b"/", &p, flags & !(libc::O_CREAT | libc::O_EXCL), mode, creds, depth + 1);
+                    return self.open_at_depth(
+                        b"/",
+                        &p,
+                        flags & !(libc::O_CREAT | libc::O_EXCL),
+                        mode,
+                        creds,
+                        depth + 1,
+                    );
                 }
                 Ok(file)
             }
@@ -972,7 +993,15 @@ impl Vfs {
     }
 
     /// renameat2(2); `flags` may hold RENAME_NOREPLACE or RENAME_EXCHANGE.
-    pub fn rename(&self, cwd_old: &[u8], old: &[u8], cwd_new: &[u8], new: &[u8], flags: u32, creds: &Creds) -> KResult<()> {
+    pub fn rename(
+        &self,
+        cwd_old: &[u8],
+        old: &[u8],
+        cwd_new: &[u8],
+        new: &[u8],
+        flags: u32,
+        creds: &Creds,
+    ) -> KResult<()> {
         let known = libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE;
         if flags & !known != 0 || flags == known {
             return Err(Errno::EINVAL);
@@ -1077,7 +1106,15 @@ impl Vfs {
     }
 
     /// link(2)/linkat(2); `follow` = AT_SYMLINK_FOLLOW.
-    pub fn link(&self, cwd_old: &[u8], old: &[u8], cwd_new: &[u8], new: &[u8], follow: bool, creds: &Creds) -> KResult<()> {
+    pub fn link(
+        &self,
+        cwd_old: &[u8],
+        old: &[u8],
+        cwd_new: &[u8],
+        new: &[u8],
+        follow: bool,
+        creds: &Creds,
+    ) -> KResult<()> {
         let wo = self.walk(cwd_old, old, if follow { Follow::Yes } else { Follow::Never }, Some(creds))?;
         let (op, ost) = self.existing(wo)?;
         if ost.is_dir() {
@@ -1131,7 +1168,15 @@ impl Vfs {
     }
 
     /// chown(2)/lchown(2)/fchownat(2); `None` leaves an id unchanged.
-    pub fn chown(&self, cwd: &[u8], path: &[u8], uid: Option<u32>, gid: Option<u32>, follow: bool, creds: &Creds) -> KResult<()> {
+    pub fn chown(
+        &self,
+        cwd: &[u8],
+        path: &[u8],
+        uid: Option<u32>,
+        gid: Option<u32>,
+        follow: bool,
+        creds: &Creds,
+    ) -> KResult<()> {
         let (p, st) = self.attr_target(cwd, path, follow, creds)?;
         let uid = uid.filter(|&u| u != u32::MAX);
         let gid = gid.filter(|&g| g != u32::MAX);
@@ -1170,7 +1215,14 @@ impl Vfs {
     /// unchanged". A null `times` pointer is `[Some((0, UTIME_NOW)); 2]`.
     /// Setting explicit times needs ownership (EPERM); setting "now" needs
     /// ownership or write permission (EACCES).
-    pub fn utimens(&self, cwd: &[u8], path: &[u8], times: [Option<(i64, i64)>; 2], follow: bool, creds: &Creds) -> KResult<()> {
+    pub fn utimens(
+        &self,
+        cwd: &[u8],
+        path: &[u8],
+        times: [Option<(i64, i64)>; 2],
+        follow: bool,
+        creds: &Creds,
+    ) -> KResult<()> {
         let t = now();
         let mut explicit = false;
         let mut resolved = [None, None];
@@ -1229,13 +1281,12 @@ impl Vfs {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::file::MmapSource;
+    use super::*;
     use std::collections::BTreeMap;
-    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
     use std::path::{Path, PathBuf};
 
     const RDONLY: i32 = libc::O_RDONLY;
@@ -1280,6 +1331,10 @@ mod tests {
             symlink("../../../../../../../../secret", r.join("rel_escape")).unwrap();
             symlink(o, r.join("outer_dir")).unwrap();
             symlink("..", r.join("up")).unwrap();
+            // A chain: esc1 -> etc/esc2 -> ../up/up/rel_escape -> ../../..
+            symlink("etc/esc2", r.join("esc1")).unwrap();
+            symlink("../up/up/rel_escape", r.join("etc/esc2")).unwrap();
+            symlink(o.join("root/../secret"), r.join("etc/esc3")).unwrap();
             symlink("loop_b", r.join("loop_a")).unwrap();
             symlink("loop_a", r.join("loop_b")).unwrap();
             symlink("/nonexistent/target", r.join("dangling")).unwrap();
@@ -1373,6 +1428,9 @@ mod tests {
                 "/outer_dir/secret".to_string(),
                 "/up/up/up/secret".to_string(),
                 "/up/secret".to_string(),
+                "/esc1".to_string(),
+                "/etc/esc3".to_string(),
+                "etc/esc2".to_string(),
                 format!("{outer}/secret"),
                 format!("/lib/../../..{outer}/secret"),
             ];
@@ -1808,7 +1866,11 @@ mod tests {
         let fx = Fixture::new();
         let v = Arc::new(fx.vfs(RootMode::Overlay));
         let file = v.open(b"/", b"/etc/hosts", RDONLY, 0, &root()).unwrap();
-        let pipe = OpenFile::new(Box::new(DirFile::new(|| Ok(vec![]), || Ok(Stat { st_ino: 4242, ..Stat::default() }))), RDONLY, vec![]);
+        let pipe = OpenFile::new(
+            Box::new(DirFile::new(|| Ok(vec![]), || Ok(Stat { st_ino: 4242, ..Stat::default() }))),
+            RDONLY,
+            vec![],
+        );
         v.mount(b"/proc", Arc::new(FakeProc { file, pipe: pipe.clone() }));
         assert_eq!(ls(&v, "/proc"), [".", "..", "self"]);
         assert_eq!(v.statfs(b"/", b"/proc/self").unwrap().f_type, 0x9fa0);
