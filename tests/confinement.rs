@@ -31,9 +31,13 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let bb = busybox();
+    // Not under /tmp: `rvisor run` mounts a fresh tmpfs there, which would
+    // hide the decoy at the secret's path.
+    let scratch = target_dir().join("tmp");
+    fs::create_dir_all(&scratch).expect("target/tmp");
     let tmp = tempfile::Builder::new()
         .prefix("rvisor-confine-")
-        .tempdir()
+        .tempdir_in(&scratch)
         .expect("tempdir");
     let base = tmp.path().canonicalize().expect("canonicalize tempdir");
     let nanos = std::time::SystemTime::now()
