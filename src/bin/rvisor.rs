@@ -11,6 +11,10 @@ struct Cli {
     /// Log level (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "warn")]
     log_level: String,
+    /// Write the sandbox's log here instead of stderr (which the
+    /// application shares).
+    #[arg(long, global = true)]
+    log_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -74,7 +78,15 @@ fn run_sandbox(spec: oci_spec::runtime::Spec, config: Config) -> Result<i32, Str
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = cli.log_level.parse().unwrap_or(tracing::Level::WARN);
-    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_target(false).init();
+    let builder = tracing_subscriber::fmt().with_max_level(level).with_target(false);
+    match cli.log_file.as_ref().map(|p| std::fs::OpenOptions::new().create(true).append(true).open(p)) {
+        Some(Ok(f)) => builder.with_ansi(false).with_writer(std::sync::Mutex::new(f)).init(),
+        Some(Err(e)) => {
+            eprintln!("rvisor: cannot open the log file: {e}");
+            return ExitCode::from(125);
+        }
+        None => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_writer(std::io::stderr).init(),
+    }
     let res = match cli.cmd {
         Cmd::Do { platform, strace, cmd } => {
             let cwd = std::env::current_dir().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| "/".into());

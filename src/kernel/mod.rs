@@ -106,7 +106,9 @@ impl Kernel {
     /// Logs an unimplemented syscall once per number.
     pub fn log_enosys(&self, nr: u64, name: &str) {
         if lock(&self.enosys_logged).insert(nr) {
-            tracing::warn!("unsupported syscall {name} ({nr}): returning ENOSYS");
+            // Info, not warn: the CLI's stderr is often the application's,
+            // and a runtime must not write into it unasked.
+            tracing::info!("unsupported syscall {name} ({nr}): returning ENOSYS");
         }
     }
 

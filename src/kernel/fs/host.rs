@@ -265,6 +265,10 @@ impl HostFs {
 }
 
 impl MountFs for HostFs {
+    fn fs_type(&self) -> &'static str {
+        "rootfs"
+    }
+
     fn lstat(&self, rel: &[u8]) -> KResult<Stat> {
         self.lstat_rel(rel)
     }

@@ -241,6 +241,10 @@ impl Overlay {
 }
 
 impl MountFs for Overlay {
+    fn fs_type(&self) -> &'static str {
+        "overlay"
+    }
+
     fn lstat(&self, rel: &[u8]) -> KResult<Stat> {
         merged_lstat(&self.upper, &self.lower, rel)
     }

@@ -871,6 +871,10 @@ impl Tmpfs {
 }
 
 impl MountFs for Tmpfs {
+    fn fs_type(&self) -> &'static str {
+        "tmpfs"
+    }
+
     fn lstat(&self, rel: &[u8]) -> KResult<Stat> {
         Ok(self.lookup(rel)?.stat())
     }

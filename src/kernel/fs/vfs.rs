@@ -198,6 +198,8 @@ pub(crate) trait MountFs: Send + Sync {
     fn read_only(&self) -> bool {
         false
     }
+    /// The type shown in /proc/mounts.
+    fn fs_type(&self) -> &'static str;
 }
 
 /// A filesystem whose contents the kernel synthesizes (devfs, procfs).
@@ -226,6 +228,21 @@ pub trait SyntheticFs: Send + Sync {
     fn fs_magic(&self) -> i64 {
         super::tmpfs::TMPFS_MAGIC
     }
+    /// The type shown in /proc/mounts (default "tmpfs"; procfs: "proc").
+    fn fs_name(&self) -> &'static str {
+        "tmpfs"
+    }
+}
+
+/// One entry of the mount table (for /proc/mounts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountInfo {
+    /// Absolute mount point.
+    pub path: Vec<u8>,
+    /// Filesystem type ("overlay", "rootfs", "tmpfs", "proc", ...).
+    pub fs_type: &'static str,
+    /// Mounted read-only.
+    pub read_only: bool,
 }
 
 /// A directory's open file: lists through `list` (a snapshot taken at
@@ -365,6 +382,9 @@ impl MountFs for Synth {
     fn statfs(&self, _rel: &[u8]) -> KResult<StatFs> {
         Ok(StatFs { f_type: self.0.fs_magic(), f_bsize: 4096, f_namelen: 255, f_frsize: 4096, ..StatFs::default() })
     }
+    fn fs_type(&self) -> &'static str {
+        self.0.fs_name()
+    }
 }
 
 /// How the host directory becomes the sandbox root.
@@ -501,6 +521,42 @@ impl Vfs {
     /// holding at most `size` bytes of file data (ENOSPC beyond).
     pub fn mount_tmpfs(&self, at: &[u8], size: Option<u64>) {
         self.add_mount(at, Arc::new(Tmpfs::new(size)));
+    }
+
+    /// Mounts a fresh tmpfs at `at` like [`Vfs::mount_tmpfs`], but only if
+    /// that is safe, as gVisor does for /tmp: `at` is not a mount point
+    /// already and is missing or an empty directory (mounting would hide
+    /// files). Returns whether it mounted.
+    pub fn mount_tmpfs_if_empty(&self, at: &[u8], size: Option<u64>) -> bool {
+        let at = path::normalize(b"/", at);
+        if self.locate(&at).rel.is_empty() {
+            return false;
+        }
+        let empty = match self.stat(b"/", &at, true) {
+            Err(Errno::ENOENT) => true,
+            Ok(st) if st.is_dir() => self
+                .open(b"/", &at, libc::O_RDONLY | libc::O_DIRECTORY, 0, &Creds::root())
+                .and_then(|f| f.ops.readdir(0))
+                .map(|v| v.iter().all(|e| e.name == b"." || e.name == b".."))
+                .unwrap_or(false),
+            _ => false,
+        };
+        if empty {
+            self.mount_tmpfs(&at, size);
+        }
+        empty
+    }
+
+    /// The mount table, parents before children (shorter mount points
+    /// first, then in mount order).
+    pub fn mounts(&self) -> Vec<MountInfo> {
+        let mounts = self.mounts.read().unwrap_or_else(|e| e.into_inner());
+        let mut order: Vec<&Mount> = mounts.iter().collect();
+        order.sort_by_key(|m| (m.at.len(), m.id));
+        order
+            .into_iter()
+            .map(|m| MountInfo { path: m.at.clone(), fs_type: m.fs.fs_type(), read_only: m.fs.read_only() })
+            .collect()
     }
 
     /// Removes the mount at `at` (EINVAL if none; `/` cannot be unmounted).
@@ -1714,6 +1770,17 @@ mod tests {
         write_file(&v, "/dev/shm/sem.x", b"1");
         assert!(ls(&v, "/dev").contains(&"shm".to_string()));
         assert!(ls(&v, "/").contains(&"tmp".to_string()));
+        let m = v.mounts();
+        let at: Vec<&[u8]> = m.iter().map(|m| m.path.as_slice()).collect();
+        assert_eq!(at, [&b"/"[..], b"/dev", b"/tmp", b"/dev/shm"]);
+        assert_eq!((m[0].fs_type, m[0].read_only), ("rootfs", true));
+        assert_eq!(m[2].fs_type, "tmpfs");
+        // Not over a non-empty directory, nor twice.
+        assert!(!v.mount_tmpfs_if_empty(b"/etc", None));
+        assert!(!v.mount_tmpfs_if_empty(b"/tmp", None));
+        assert!(v.mount_tmpfs_if_empty(b"/empty", None));
+        assert!(v.mount_tmpfs_if_empty(b"/not-there", None));
+        assert_eq!(v.stat(b"/", b"/empty", true).unwrap().st_mode, libc::S_IFDIR | 0o1777);
     }
 
     #[test]

@@ -229,7 +229,9 @@ fn do_writev(r: &mut Runner, fd: u64, iov: u64, cnt: u64, pos: Option<u64>) -> K
         let start = buf.len();
         buf.resize(start + len, 0);
         if let Err(e) = r.read_mem(base, &mut buf[start..]) {
-            buf.truncate(start);
+            // Linux copies user data a page at a time and reports EFAULT
+            // when the fault hits the first page it copies.
+            buf.truncate(start - start % 4096);
             if buf.is_empty() {
                 return Err(e);
             }
