@@ -38,7 +38,12 @@ pub use loader::{Args, Config, Error, ExitStatus, Loader};
 pub use platform::PlatformKind;
 
 /// Builds a minimal OCI spec: root directory, cwd, argv and environment.
-pub fn simple_spec(root: &str, cwd: &str, argv: &[&str], env: &[String]) -> Result<oci_spec::runtime::Spec, Error> {
+pub fn simple_spec(
+    root: &str,
+    cwd: &str,
+    argv: &[&str],
+    env: &[String],
+) -> Result<oci_spec::runtime::Spec, Error> {
     use oci_spec::runtime::{ProcessBuilder, RootBuilder, SpecBuilder};
     let process = ProcessBuilder::default()
         .args(argv.iter().map(|s| s.to_string()).collect::<Vec<_>>())
@@ -46,6 +51,14 @@ pub fn simple_spec(root: &str, cwd: &str, argv: &[&str], env: &[String]) -> Resu
         .cwd(cwd)
         .build()
         .map_err(|e| Error::Spec(e.to_string()))?;
-    let root = RootBuilder::default().path(root).readonly(false).build().map_err(|e| Error::Spec(e.to_string()))?;
-    SpecBuilder::default().process(process).root(root).build().map_err(|e| Error::Spec(e.to_string()))
+    let root = RootBuilder::default()
+        .path(root)
+        .readonly(false)
+        .build()
+        .map_err(|e| Error::Spec(e.to_string()))?;
+    SpecBuilder::default()
+        .process(process)
+        .root(root)
+        .build()
+        .map_err(|e| Error::Spec(e.to_string()))
 }

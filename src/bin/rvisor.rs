@@ -6,7 +6,11 @@ use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "rvisor", version, about = "Run Linux programs in a user-space kernel sandbox")]
+#[command(
+    name = "rvisor",
+    version,
+    about = "Run Linux programs in a user-space kernel sandbox"
+)]
 struct Cli {
     /// Log level (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "warn")]
@@ -68,7 +72,12 @@ fn stdio() -> std::io::Result<[std::os::fd::OwnedFd; 3]> {
 
 fn run_sandbox(spec: oci_spec::runtime::Spec, config: Config) -> Result<i32, String> {
     let stdio = stdio().map_err(|e| format!("stdio: {e}"))?;
-    let loader = Loader::new(Args { spec, config, stdio }).map_err(|e| e.to_string())?;
+    let loader = Loader::new(Args {
+        spec,
+        config,
+        stdio,
+    })
+    .map_err(|e| e.to_string())?;
     let started = loader.start().map_err(|e| e.to_string())?;
     let status = started.wait();
     started.destroy();
@@ -78,37 +87,95 @@ fn run_sandbox(spec: oci_spec::runtime::Spec, config: Config) -> Result<i32, Str
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = cli.log_level.parse().unwrap_or(tracing::Level::WARN);
-    let builder = tracing_subscriber::fmt().with_max_level(level).with_target(false);
-    match cli.log_file.as_ref().map(|p| std::fs::OpenOptions::new().create(true).append(true).open(p)) {
-        Some(Ok(f)) => builder.with_ansi(false).with_writer(std::sync::Mutex::new(f)).init(),
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false);
+    match cli.log_file.as_ref().map(|p| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+    }) {
+        Some(Ok(f)) => builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(f))
+            .init(),
         Some(Err(e)) => {
             eprintln!("rvisor: cannot open the log file: {e}");
             return ExitCode::from(125);
         }
-        None => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_writer(std::io::stderr).init(),
+        None => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_writer(std::io::stderr)
+            .init(),
     }
     let res = match cli.cmd {
-        Cmd::Do { platform, strace, cmd } => {
-            let cwd = std::env::current_dir().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| "/".into());
-            let env: Vec<String> = std::env::vars_os().map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy())).collect();
+        Cmd::Do {
+            platform,
+            strace,
+            cmd,
+        } => {
+            let cwd = std::env::current_dir()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "/".into());
+            let env: Vec<String> = std::env::vars_os()
+                .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+                .collect();
             let argv: Vec<&str> = cmd.iter().map(|s| s.as_str()).collect();
             rvisor::simple_spec("/", &cwd, &argv, &env)
                 .map_err(|e| e.to_string())
-                .and_then(|spec| run_sandbox(spec, Config { platform, strace, root_mode: RootMode::Overlay, tmp_tmpfs: false }))
+                .and_then(|spec| {
+                    run_sandbox(
+                        spec,
+                        Config {
+                            platform,
+                            strace,
+                            root_mode: RootMode::Overlay,
+                            tmp_tmpfs: false,
+                        },
+                    )
+                })
         }
-        Cmd::Run { rootfs, cwd, env, platform, strace, cmd } => {
+        Cmd::Run {
+            rootfs,
+            cwd,
+            env,
+            platform,
+            strace,
+            cmd,
+        } => {
             let argv: Vec<&str> = cmd.iter().map(|s| s.as_str()).collect();
             let root = rootfs.to_string_lossy().into_owned();
             rvisor::simple_spec(&root, &cwd, &argv, &env)
                 .map_err(|e| e.to_string())
-                .and_then(|spec| run_sandbox(spec, Config { platform, strace, root_mode: RootMode::Overlay, tmp_tmpfs: true }))
+                .and_then(|spec| {
+                    run_sandbox(
+                        spec,
+                        Config {
+                            platform,
+                            strace,
+                            root_mode: RootMode::Overlay,
+                            tmp_tmpfs: true,
+                        },
+                    )
+                })
         }
         Cmd::Syscalls => {
             for e in rvisor::kernel::syscalls::entries() {
                 if e.name.is_empty() {
                     continue;
                 }
-                println!("{:>3} {:<24} {:?}{}", e.nr, e.name, e.support, if e.note.is_empty() { String::new() } else { format!(" — {}", e.note) });
+                println!(
+                    "{:>3} {:<24} {:?}{}",
+                    e.nr,
+                    e.name,
+                    e.support,
+                    if e.note.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" — {}", e.note)
+                    }
+                );
             }
             Ok(0)
         }

@@ -4,8 +4,8 @@ use super::fs::file::OpenFile;
 use super::run::Runner;
 use super::task::lock;
 use super::{Errno, KResult};
-use crate::mm::elf::{self, ExecSource, StackArgs};
 use crate::mm::AddressSpace;
+use crate::mm::elf::{self, ExecSource, StackArgs};
 use crate::platform::ptrace::{FpState, PtraceContext, xstate_size};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -48,7 +48,12 @@ struct Prepared {
     comm: Vec<u8>,
 }
 
-fn prepare(r: &Runner, path: &[u8], mut argv: Vec<Vec<u8>>, envp: Vec<Vec<u8>>) -> KResult<Prepared> {
+fn prepare(
+    r: &Runner,
+    path: &[u8],
+    mut argv: Vec<Vec<u8>>,
+    envp: Vec<Vec<u8>>,
+) -> KResult<Prepared> {
     let mut path = path.to_vec();
     let execfn = path.clone();
     let (mut file, mut resolved) = open_exec(r, &path)?;
@@ -61,13 +66,20 @@ fn prepare(r: &Runner, path: &[u8], mut argv: Vec<Vec<u8>>, envp: Vec<Vec<u8>>) 
             }
             let line_end = head[..n].iter().position(|&b| b == b'\n').unwrap_or(n);
             let line = &head[2..line_end];
-            let line: Vec<u8> = line.iter().copied().skip_while(|b| *b == b' ' || *b == b'\t').collect();
+            let line: Vec<u8> = line
+                .iter()
+                .copied()
+                .skip_while(|b| *b == b' ' || *b == b'\t')
+                .collect();
             let mut parts = line.splitn(2, |b| *b == b' ' || *b == b'\t');
             let interp = parts.next().unwrap_or_default().to_vec();
             if interp.is_empty() {
                 return Err(Errno::ENOEXEC);
             }
-            let arg = parts.next().map(|a| a.trim_ascii().to_vec()).filter(|a| !a.is_empty());
+            let arg = parts
+                .next()
+                .map(|a| a.trim_ascii().to_vec())
+                .filter(|a| !a.is_empty());
             let mut nargv = vec![interp.clone()];
             if let Some(a) = arg {
                 nargv.push(a);
@@ -85,7 +97,13 @@ fn prepare(r: &Runner, path: &[u8], mut argv: Vec<Vec<u8>>, envp: Vec<Vec<u8>>) 
     let main = elf::parse(&src)?;
     let interp = match &main.interp {
         Some(ip) => {
-            let (f, _) = open_exec(r, ip).map_err(|e| if e == Errno::EACCES { Errno::EACCES } else { Errno::ENOENT })?;
+            let (f, _) = open_exec(r, ip).map_err(|e| {
+                if e == Errno::EACCES {
+                    Errno::EACCES
+                } else {
+                    Errno::ENOENT
+                }
+            })?;
             let parsed = elf::parse(&FileSource(&f))?;
             if parsed.interp.is_some() {
                 return Err(Errno::ELIBBAD);
@@ -102,7 +120,15 @@ fn prepare(r: &Runner, path: &[u8], mut argv: Vec<Vec<u8>>, envp: Vec<Vec<u8>>) 
     let iloaded = match &interp {
         Some((f, parsed, ip)) => {
             let ino = f.ops.stat().map(|s| s.st_ino).unwrap_or(0);
-            Some(elf::load(&mut mm, &mut ctx, &FileSource(f), parsed, false, &String::from_utf8_lossy(ip), ino)?)
+            Some(elf::load(
+                &mut mm,
+                &mut ctx,
+                &FileSource(f),
+                parsed,
+                false,
+                &String::from_utf8_lossy(ip),
+                ino,
+            )?)
         }
         None => None,
     };
@@ -126,7 +152,14 @@ fn prepare(r: &Runner, path: &[u8], mut argv: Vec<Vec<u8>>, envp: Vec<Vec<u8>>) 
     let entry = iloaded.map(|i| i.entry).unwrap_or(loaded.entry);
     let base = resolved.rsplit(|b| *b == b'/').next().unwrap_or(&resolved);
     let comm = base[..base.len().min(15)].to_vec();
-    Ok(Prepared { ctx, mm, entry, sp, exe: resolved, comm })
+    Ok(Prepared {
+        ctx,
+        mm,
+        entry,
+        sp,
+        exe: resolved,
+        comm,
+    })
 }
 
 /// execve: on success the task runs the new program (registers replaced).
@@ -182,7 +215,12 @@ pub fn execve(r: &mut Runner, path: &[u8], argv: Vec<Vec<u8>>, envp: Vec<Vec<u8>
 }
 
 fn kill_other_threads(r: &Runner) {
-    let others: Vec<_> = lock(&r.t.tg.inner).tasks.iter().filter(|t| !Arc::ptr_eq(t, &r.t)).cloned().collect();
+    let others: Vec<_> = lock(&r.t.tg.inner)
+        .tasks
+        .iter()
+        .filter(|t| !Arc::ptr_eq(t, &r.t))
+        .cloned()
+        .collect();
     if others.is_empty() {
         return;
     }
@@ -202,5 +240,9 @@ fn kill_other_threads(r: &Runner) {
 /// Resolves a task's credentials for the VFS.
 pub fn creds_of(t: &super::task::Task) -> super::fs::vfs::Creds {
     let c = lock(&t.tg.inner).cred;
-    super::fs::vfs::Creds { uid: c.uid.1, gid: c.gid.1, groups: Vec::new() }
+    super::fs::vfs::Creds {
+        uid: c.uid.1,
+        gid: c.gid.1,
+        groups: Vec::new(),
+    }
 }

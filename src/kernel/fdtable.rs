@@ -28,7 +28,10 @@ impl FdTable {
 
     /// The description behind `fd`.
     pub fn get(&self, fd: i32) -> KResult<Arc<OpenFile>> {
-        self.fds.get(&fd).map(|e| e.file.clone()).ok_or(Errno::EBADF)
+        self.fds
+            .get(&fd)
+            .map(|e| e.file.clone())
+            .ok_or(Errno::EBADF)
     }
 
     /// The entry behind `fd`.
@@ -38,11 +41,20 @@ impl FdTable {
 
     /// Sets FD_CLOEXEC.
     pub fn set_cloexec(&mut self, fd: i32, on: bool) -> KResult<()> {
-        self.fds.get_mut(&fd).map(|e| e.cloexec = on).ok_or(Errno::EBADF)
+        self.fds
+            .get_mut(&fd)
+            .map(|e| e.cloexec = on)
+            .ok_or(Errno::EBADF)
     }
 
     /// Installs at the lowest free descriptor >= `min`, below `limit`.
-    pub fn insert_from(&mut self, min: i32, file: Arc<OpenFile>, cloexec: bool, limit: u64) -> KResult<i32> {
+    pub fn insert_from(
+        &mut self,
+        min: i32,
+        file: Arc<OpenFile>,
+        cloexec: bool,
+        limit: u64,
+    ) -> KResult<i32> {
         let mut fd = min.max(0);
         for (&k, _) in self.fds.range(fd..) {
             if k != fd {
@@ -74,7 +86,12 @@ impl FdTable {
 
     /// Closes descriptors marked close-on-exec.
     pub fn close_on_exec(&mut self) -> Vec<FdEntry> {
-        let close: Vec<i32> = self.fds.iter().filter(|(_, e)| e.cloexec).map(|(k, _)| *k).collect();
+        let close: Vec<i32> = self
+            .fds
+            .iter()
+            .filter(|(_, e)| e.cloexec)
+            .map(|(k, _)| *k)
+            .collect();
         close.iter().filter_map(|k| self.fds.remove(k)).collect()
     }
 

@@ -22,7 +22,7 @@ pub enum FutexKey {
 
 /// Computes the key of the word at `addr`.
 pub fn key_of(mm: &AddressSpace, addr: u64) -> KResult<FutexKey> {
-    if addr % 4 != 0 {
+    if !addr.is_multiple_of(4) {
         return Err(Errno::EINVAL);
     }
     let v = mm.find(addr).ok_or(Errno::EFAULT)?;
@@ -52,7 +52,12 @@ pub struct Futexes {
 impl Futexes {
     /// Enqueues `w` on `key` if `check()` (run under the futex lock, so no
     /// wake-up is lost) succeeds.
-    pub fn enqueue(&self, key: FutexKey, w: Arc<FutexWaiter>, check: impl FnOnce() -> KResult<()>) -> KResult<()> {
+    pub fn enqueue(
+        &self,
+        key: FutexKey,
+        w: Arc<FutexWaiter>,
+        check: impl FnOnce() -> KResult<()>,
+    ) -> KResult<()> {
         let mut q = lock(&self.queues);
         check()?;
         q.entry(key).or_default().push(w);

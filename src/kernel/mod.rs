@@ -40,7 +40,11 @@ impl PidTable {
     /// Allocates the next free id.
     pub fn alloc(&mut self) -> i32 {
         loop {
-            self.next = if self.next >= 4_194_303 { 1 } else { self.next + 1 };
+            self.next = if self.next >= 4_194_303 {
+                1
+            } else {
+                self.next + 1
+            };
             if !self.tasks.contains_key(&self.next) && !self.groups.contains_key(&self.next) {
                 return self.next;
             }
@@ -86,7 +90,11 @@ impl Kernel {
         crate::platform::ptrace::stub::install()?;
         raise_nofile_limit();
         let mf = MemoryFile::new()?;
-        let hostname = if cfg.hostname.is_empty() { "rvisor".to_string() } else { cfg.hostname.clone() };
+        let hostname = if cfg.hostname.is_empty() {
+            "rvisor".to_string()
+        } else {
+            cfg.hostname.clone()
+        };
         let k = Arc::new(Kernel {
             mf,
             vfs: vfs.clone(),

@@ -32,13 +32,26 @@ pub struct Pipe {
 
 impl Pipe {
     /// A new pipe with one reader and one writer; returns (read end, write end).
-    pub fn new() -> (PipeEnd, PipeEnd) {
+    pub fn pair() -> (PipeEnd, PipeEnd) {
         let p = Arc::new(Pipe {
-            state: Mutex::new(State { buf: VecDeque::new(), readers: 1, writers: 1 }),
+            state: Mutex::new(State {
+                buf: VecDeque::new(),
+                readers: 1,
+                writers: 1,
+            }),
             wq: WaitQueue::new(),
             ino: NEXT_INO.fetch_add(1, Ordering::Relaxed),
         });
-        (PipeEnd { pipe: p.clone(), write: false }, PipeEnd { pipe: p, write: true })
+        (
+            PipeEnd {
+                pipe: p.clone(),
+                write: false,
+            },
+            PipeEnd {
+                pipe: p,
+                write: true,
+            },
+        )
     }
 }
 

@@ -98,7 +98,10 @@ impl ProcFs {
 
     fn node(&self, rel: &[u8]) -> KResult<Node> {
         let k = self.kernel()?;
-        let parts: Vec<&[u8]> = rel.split(|b| *b == b'/').filter(|p| !p.is_empty()).collect();
+        let parts: Vec<&[u8]> = rel
+            .split(|b| *b == b'/')
+            .filter(|p| !p.is_empty())
+            .collect();
         let (tid, tgid) = current();
         let d = libc::DT_DIR;
         let r = libc::DT_REG;
@@ -179,11 +182,22 @@ impl ProcFs {
         }
     }
 
-    fn pid_node(&self, k: &Arc<Kernel>, g: &Arc<ThreadGroup>, tid: i32, rest: &[&[u8]]) -> KResult<Node> {
+    fn pid_node(
+        &self,
+        k: &Arc<Kernel>,
+        g: &Arc<ThreadGroup>,
+        tid: i32,
+        rest: &[&[u8]],
+    ) -> KResult<Node> {
         let d = libc::DT_DIR;
         let r = libc::DT_REG;
         let l = libc::DT_LNK;
-        let task = lock(&g.inner).tasks.iter().find(|t| t.tid == tid).cloned().or_else(|| lock(&g.inner).tasks.first().cloned());
+        let task = lock(&g.inner)
+            .tasks
+            .iter()
+            .find(|t| t.tid == tid)
+            .cloned()
+            .or_else(|| lock(&g.inner).tasks.first().cloned());
         match rest {
             [] => Ok(Node::Dir(
                 [
@@ -285,13 +299,19 @@ fn meminfo(k: &Kernel) -> Vec<u8> {
 }
 
 fn stat_file(k: &Kernel) -> Vec<u8> {
-    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let mut s = String::from("cpu  0 0 0 0 0 0 0 0 0 0\n");
     for i in 0..n {
         s += &format!("cpu{i} 0 0 0 0 0 0 0 0 0 0\n");
     }
-    let boot = super::syscalls::time::host_clock(libc::CLOCK_REALTIME).as_secs() - k.boot.elapsed().as_secs();
-    s += &format!("intr 0\nctxt 0\nbtime {boot}\nprocesses {}\nprocs_running 1\nprocs_blocked 0\n", lock(&k.pids).tasks.len());
+    let boot = super::syscalls::time::host_clock(libc::CLOCK_REALTIME).as_secs()
+        - k.boot.elapsed().as_secs();
+    s += &format!(
+        "intr 0\nctxt 0\nbtime {boot}\nprocesses {}\nprocs_running 1\nprocs_blocked 0\n",
+        lock(&k.pids).tasks.len()
+    );
     s.into_bytes()
 }
 
@@ -310,9 +330,16 @@ fn pid_stat(k: &Kernel, g: &ThreadGroup, t: Option<&super::task::Task>) -> Vec<u
     let ppid = inner.parent.as_ref().map(|p| p.tgid).unwrap_or(0);
     let (pgid, sid) = (inner.pgid, inner.sid);
     let nthreads = inner.tasks.len().max(1);
-    let cpu: u64 = inner.tasks.iter().map(|t| t.cpu_ns.load(Ordering::Relaxed)).sum::<u64>() + inner.cpu_ns_dead;
+    let cpu: u64 = inner
+        .tasks
+        .iter()
+        .map(|t| t.cpu_ns.load(Ordering::Relaxed))
+        .sum::<u64>()
+        + inner.cpu_ns_dead;
     drop(inner);
-    let comm = t.map(|t| String::from_utf8_lossy(&lock(&t.comm)).into_owned()).unwrap_or_default();
+    let comm = t
+        .map(|t| String::from_utf8_lossy(&lock(&t.comm)).into_owned())
+        .unwrap_or_default();
     let vsize = t.map(|t| lock(&t.mm()).virtual_size()).unwrap_or(0);
     let start_ticks = g.start.saturating_duration_since(k.boot).as_millis() / 10;
     let utime = cpu / 10_000_000;
@@ -338,11 +365,15 @@ fn pid_status(g: &ThreadGroup, t: Option<&super::task::Task>) -> Vec<u8> {
     let c = inner.cred;
     let nthreads = inner.tasks.len().max(1);
     drop(inner);
-    let comm = t.map(|t| String::from_utf8_lossy(&lock(&t.comm)).into_owned()).unwrap_or_default();
-    let (mask, pending) = t.map(|t| {
-        let s = lock(&t.sig);
-        (s.mask, s.pending.set)
-    }).unwrap_or((0, 0));
+    let comm = t
+        .map(|t| String::from_utf8_lossy(&lock(&t.comm)).into_owned())
+        .unwrap_or_default();
+    let (mask, pending) = t
+        .map(|t| {
+            let s = lock(&t.sig);
+            (s.mask, s.pending.set)
+        })
+        .unwrap_or((0, 0));
     let vs = t.map(|t| lock(&t.mm()).virtual_size()).unwrap_or(0) / 1024;
     let st = match state_char(g, t) {
         'S' => "S (sleeping)",
@@ -442,8 +473,14 @@ impl SyntheticFs for ProcFs {
         }
         let stat = self.stat(rel)?;
         match self.node(rel)? {
-            Node::File(data) => Ok(Box::new(SnapFile { stat: Stat { st_size: 0, ..stat }, data })),
-            Node::Dir(_) => Ok(Box::new(DirFile { entries: self.readdir(rel)?, stat })),
+            Node::File(data) => Ok(Box::new(SnapFile {
+                stat: Stat { st_size: 0, ..stat },
+                data,
+            })),
+            Node::Dir(_) => Ok(Box::new(DirFile {
+                entries: self.readdir(rel)?,
+                stat,
+            })),
             Node::Link(_) => Err(Errno::ELOOP),
         }
     }
@@ -452,8 +489,16 @@ impl SyntheticFs for ProcFs {
         match self.node(rel)? {
             Node::Dir(v) => {
                 let mut out = vec![
-                    DirEntry { ino: ino_of(rel), kind: libc::DT_DIR, name: b".".to_vec() },
-                    DirEntry { ino: 1, kind: libc::DT_DIR, name: b"..".to_vec() },
+                    DirEntry {
+                        ino: ino_of(rel),
+                        kind: libc::DT_DIR,
+                        name: b".".to_vec(),
+                    },
+                    DirEntry {
+                        ino: 1,
+                        kind: libc::DT_DIR,
+                        name: b"..".to_vec(),
+                    },
                 ];
                 for (name, kind) in v {
                     let mut p = rel.to_vec();
@@ -461,7 +506,11 @@ impl SyntheticFs for ProcFs {
                         p.push(b'/');
                     }
                     p.extend_from_slice(&name);
-                    out.push(DirEntry { ino: ino_of(&p), kind, name });
+                    out.push(DirEntry {
+                        ino: ino_of(&p),
+                        kind,
+                        name,
+                    });
                 }
                 Ok(out)
             }

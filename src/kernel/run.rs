@@ -1,7 +1,10 @@
 //! The kernel thread serving one task: run application code, serve its
 //! system calls, deliver its signals, and tear it down when it exits.
 
-use super::signal::frame::{FP_XSTATE_MAGIC1, FP_XSTATE_MAGIC2, RtSigFrame, SigContext, UC_FP_XSTATE, UC_SIGCONTEXT_SS, UC_STRICT_RESTORE_SS, UContext};
+use super::signal::frame::{
+    FP_XSTATE_MAGIC1, FP_XSTATE_MAGIC2, RtSigFrame, SigContext, UC_FP_XSTATE, UC_SIGCONTEXT_SS,
+    UC_STRICT_RESTORE_SS, UContext,
+};
 use super::signal::{self, DefaultAction, SS_DISABLE, SS_ONSTACK, SigInfo};
 use super::task::{Task, TgState, lock};
 use super::wait::WaitQueue;
@@ -72,44 +75,73 @@ impl VforkDone {
     }
 }
 
+/// Work a new task's thread does before running application code (init's
+/// first execve).
+pub type StartHook = Box<dyn FnOnce(&mut Runner) -> KResult<()> + Send>;
+
 /// Starts the kernel thread for `t`.
-pub fn spawn(k: Arc<Kernel>, t: Arc<Task>, regs: Regs, src: ContextSource, vfork: Option<Arc<VforkDone>>, after: Option<Box<dyn FnOnce(&mut Runner) -> KResult<()> + Send>>) -> std::io::Result<()> {
+pub fn spawn(
+    k: Arc<Kernel>,
+    t: Arc<Task>,
+    regs: Regs,
+    src: ContextSource,
+    vfork: Option<Arc<VforkDone>>,
+    after: Option<StartHook>,
+) -> std::io::Result<()> {
     let name = format!("task-{}", t.tid);
-    std::thread::Builder::new().name(name).stack_size(1 << 20).spawn(move || {
-        super::proc::set_current(t.tid, t.tg.tgid);
-        let ctx = match src {
-            ContextSource::NewProcess { fp } => PtraceContext::new_process().and_then(|mut c| {
-                let mm = t.mm();
-                lock(&mm).materialize(&mut c).map_err(|e| e.0)?;
-                if let Some(fp) = fp {
-                    c.set_fp(&fp)?;
+    std::thread::Builder::new()
+        .name(name)
+        .stack_size(1 << 20)
+        .spawn(move || {
+            super::proc::set_current(t.tid, t.tg.tgid);
+            let ctx = match src {
+                ContextSource::NewProcess { fp } => {
+                    PtraceContext::new_process().and_then(|mut c| {
+                        let mm = t.mm();
+                        lock(&mm).materialize(&mut c).map_err(|e| e.0)?;
+                        if let Some(fp) = fp {
+                            c.set_fp(&fp)?;
+                        }
+                        Ok(c)
+                    })
                 }
-                Ok(c)
-            }),
-            ContextSource::Member(p) => PtraceContext::attach(p),
-        };
-        let ctx = match ctx {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!("task {}: cannot create its platform context: {}", t.tid, Errno(e));
-                if let Some(v) = &vfork {
-                    v.complete();
+                ContextSource::Member(p) => PtraceContext::attach(p),
+            };
+            let ctx = match ctx {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(
+                        "task {}: cannot create its platform context: {}",
+                        t.tid,
+                        Errno(e)
+                    );
+                    if let Some(v) = &vfork {
+                        v.complete();
+                    }
+                    exit_task(&k, &t, Exit::Group(libc::SIGKILL));
+                    return;
                 }
-                exit_task(&k, &t, Exit::Group(libc::SIGKILL));
-                return;
+            };
+            lock(&t.sig).host_pid = ctx.pid();
+            let mm = t.mm();
+            let mut r = Runner {
+                k,
+                t,
+                ctx,
+                regs,
+                mm,
+                regs_replaced: false,
+                exit: None,
+                vfork_parent: vfork,
+            };
+            if let Some(f) = after
+                && let Err(e) = f(&mut r)
+            {
+                tracing::error!("task {}: start failed: {e}", r.t.tid);
+                r.exit = Some(Exit::Group(libc::SIGKILL));
             }
-        };
-        lock(&t.sig).host_pid = ctx.pid();
-        let mm = t.mm();
-        let mut r = Runner { k, t, ctx, regs, mm, regs_replaced: false, exit: None, vfork_parent: vfork };
-        if let Some(f) = after
-            && let Err(e) = f(&mut r)
-        {
-            tracing::error!("task {}: start failed: {e}", r.t.tid);
-            r.exit = Some(Exit::Group(libc::SIGKILL));
-        }
-        r.run();
-    })?;
+            r.run();
+        })?;
     Ok(())
 }
 
@@ -141,7 +173,9 @@ impl Runner {
             let start = Instant::now();
             let trap = self.ctx.switch(&mut self.regs);
             lock(&self.t.sig).in_app = false;
-            self.t.cpu_ns.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            self.t
+                .cpu_ns
+                .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
             match trap {
                 Trap::Syscall => self.syscall(),
                 Trap::Fault { signo, code, addr } => {
@@ -177,7 +211,14 @@ impl Runner {
 
     fn syscall(&mut self) {
         let nr = self.regs.orig_rax;
-        let args = [self.regs.rdi, self.regs.rsi, self.regs.rdx, self.regs.r10, self.regs.r8, self.regs.r9];
+        let args = [
+            self.regs.rdi,
+            self.regs.rsi,
+            self.regs.rdx,
+            self.regs.r10,
+            self.regs.r8,
+            self.regs.r9,
+        ];
         self.t.cur_syscall.store(nr as i32, Ordering::Relaxed);
         self.regs_replaced = false;
         let strace = self.k.strace_on();
@@ -224,7 +265,11 @@ impl Runner {
             let act = lock(&handlers).get(sig);
             if sig == libc::SIGKILL || act.handler == signal::SIG_DFL {
                 match signal::default_action(sig) {
-                    DefaultAction::Ignore | DefaultAction::Continue | DefaultAction::Stop if sig != libc::SIGKILL => continue,
+                    DefaultAction::Ignore | DefaultAction::Continue | DefaultAction::Stop
+                        if sig != libc::SIGKILL =>
+                    {
+                        continue;
+                    }
                     DefaultAction::Core => {
                         self.exit = Some(Exit::Group(sig | 0x80));
                         return;
@@ -240,7 +285,9 @@ impl Runner {
             }
             if let Some(e) = restart.take() {
                 match e {
-                    Errno::ERESTARTSYS if act.flags & signal::SA_RESTART != 0 => self.restart_syscall(),
+                    Errno::ERESTARTSYS if act.flags & signal::SA_RESTART != 0 => {
+                        self.restart_syscall()
+                    }
                     Errno::ERESTARTNOINTR => self.restart_syscall(),
                     _ => self.regs.rax = (-(Errno::EINTR.0 as i64)) as u64,
                 }
@@ -282,7 +329,11 @@ impl Runner {
             && altstack.ss_size > 0
             && self.regs.rsp > altstack.ss_sp
             && self.regs.rsp <= altstack.ss_sp + altstack.ss_size;
-        if act.flags & signal::SA_ONSTACK != 0 && altstack.ss_flags & SS_DISABLE == 0 && altstack.ss_size > 0 && !on_alt {
+        if act.flags & signal::SA_ONSTACK != 0
+            && altstack.ss_flags & SS_DISABLE == 0
+            && altstack.ss_size > 0
+            && !on_alt
+        {
             sp = altstack.ss_sp + altstack.ss_size;
         }
         let xsize = xstate_size();
@@ -290,11 +341,18 @@ impl Runner {
         let fpstate = sp;
         sp -= std::mem::size_of::<RtSigFrame>() as u64;
         sp = (sp & !15) - 8;
-        let mut frame = RtSigFrame { pretcode: act.restorer, ..Default::default() };
+        let mut frame = RtSigFrame {
+            pretcode: act.restorer,
+            ..Default::default()
+        };
         frame.uc.uc_flags = UC_FP_XSTATE | UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS;
         frame.uc.uc_stack = signal::StackT {
             ss_sp: altstack.ss_sp,
-            ss_flags: if on_alt { SS_ONSTACK } else { altstack.ss_flags },
+            ss_flags: if on_alt {
+                SS_ONSTACK
+            } else {
+                altstack.ss_flags
+            },
             _pad: 0,
             ss_size: altstack.ss_size,
         };
@@ -392,11 +450,22 @@ impl Runner {
                 None => None,
             };
             let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(1 + host_fds.len());
-            pfds.push(libc::pollfd { fd: waker.fd(), events: libc::POLLIN, revents: 0 });
+            pfds.push(libc::pollfd {
+                fd: waker.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
             for &(fd, ev) in host_fds {
-                pfds.push(libc::pollfd { fd, events: ev, revents: 0 });
+                pfds.push(libc::pollfd {
+                    fd,
+                    events: ev,
+                    revents: 0,
+                });
             }
-            let ts = timeout.map(|d| libc::timespec { tv_sec: d.as_secs() as i64, tv_nsec: d.subsec_nanos() as i64 });
+            let ts = timeout.map(|d| libc::timespec {
+                tv_sec: d.as_secs() as i64,
+                tv_nsec: d.subsec_nanos() as i64,
+            });
             // SAFETY: pfds is a live array of pollfd; ts is a valid timespec
             // or null.
             unsafe {
@@ -437,7 +506,12 @@ impl Runner {
 fn read_frame(mm: &AddressSpace, addr: u64) -> KResult<RtSigFrame> {
     let mut f = RtSigFrame::default();
     // SAFETY: RtSigFrame is repr(C) plain data; every byte pattern is valid.
-    let bytes = unsafe { std::slice::from_raw_parts_mut(&mut f as *mut RtSigFrame as *mut u8, std::mem::size_of::<RtSigFrame>()) };
+    let bytes = unsafe {
+        std::slice::from_raw_parts_mut(
+            &mut f as *mut RtSigFrame as *mut u8,
+            std::mem::size_of::<RtSigFrame>(),
+        )
+    };
     mm.read(addr, bytes)?;
     let _ = UContext::default();
     Ok(f)
@@ -487,7 +561,12 @@ fn group_exited(k: &Arc<Kernel>, tg: &Arc<super::task::ThreadGroup>) {
     let (status, parent, children, exit_signal) = {
         let mut inner = lock(&tg.inner);
         let children = std::mem::take(&mut inner.children);
-        (inner.exit_status.unwrap_or(0), inner.parent.clone(), children, inner.exit_signal)
+        (
+            inner.exit_status.unwrap_or(0),
+            inner.parent.clone(),
+            children,
+            inner.exit_signal,
+        )
     };
     // Orphans go to init (pid 1); if init is the one exiting, the whole
     // namespace dies with it.
@@ -516,7 +595,8 @@ fn group_exited(k: &Arc<Kernel>, tg: &Arc<super::task::ThreadGroup>) {
         Some(p) => {
             let handlers = p.handlers();
             let act = lock(&handlers).get(libc::SIGCHLD);
-            let autoreap = exit_signal == libc::SIGCHLD && (act.handler == signal::SIG_IGN || act.flags & signal::SA_NOCLDWAIT != 0);
+            let autoreap = exit_signal == libc::SIGCHLD
+                && (act.handler == signal::SIG_IGN || act.flags & signal::SA_NOCLDWAIT != 0);
             if autoreap {
                 reap(k, &p, tg);
             } else if exit_signal > 0 {
@@ -547,7 +627,11 @@ pub fn wait_status(s: i32) -> i32 {
 
 /// Reaps zombie `child` of `parent`: removes it from the tables and adds
 /// its CPU time to the parent's children time.
-pub fn reap(k: &Kernel, parent: &Arc<super::task::ThreadGroup>, child: &Arc<super::task::ThreadGroup>) {
+pub fn reap(
+    k: &Kernel,
+    parent: &Arc<super::task::ThreadGroup>,
+    child: &Arc<super::task::ThreadGroup>,
+) {
     let cpu = {
         let mut ci = lock(&child.inner);
         ci.state = TgState::Dead;

@@ -102,7 +102,11 @@ impl ThreadGroup {
 
     /// Parent's pid (0 for init).
     pub fn ppid(&self) -> i32 {
-        lock(&self.inner).parent.as_ref().map(|p| p.tgid).unwrap_or(0)
+        lock(&self.inner)
+            .parent
+            .as_ref()
+            .map(|p| p.tgid)
+            .unwrap_or(0)
     }
 }
 

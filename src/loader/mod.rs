@@ -5,7 +5,9 @@ use crate::kernel::fdtable::FdTable;
 use crate::kernel::fs::file::OpenFile;
 use crate::kernel::fs::vfs::{RootMode, Vfs};
 use crate::kernel::run::{self, ContextSource};
-use crate::kernel::task::{Cred, FsContext, Task, TaskSignals, TgInner, TgState, ThreadGroup, default_rlimits, lock};
+use crate::kernel::task::{
+    Cred, FsContext, Task, TaskSignals, TgInner, TgState, ThreadGroup, default_rlimits, lock,
+};
 use crate::kernel::{Kernel, KernelConfig, exec};
 use crate::platform::PlatformKind;
 use crate::state::{Created, Started, State};
@@ -86,7 +88,10 @@ impl ExitStatus {
         if s & 0x7f == 0 {
             ExitStatus::Exited((s >> 8) & 0xff)
         } else {
-            ExitStatus::Signaled { signal: s & 0x7f, core: s & 0x80 != 0 }
+            ExitStatus::Signaled {
+                signal: s & 0x7f,
+                core: s & 0x80 != 0,
+            }
         }
     }
 
@@ -121,37 +126,74 @@ impl<S: State> std::fmt::Debug for Loader<S> {
 }
 
 fn io_err(context: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { context: context.to_string(), source }
+    move |source| Error::Io {
+        context: context.to_string(),
+        source,
+    }
 }
 
 impl Loader<Created> {
     /// Builds the kernel and the root container's file namespace.
     pub fn new(args: Args) -> Result<Loader<Created>, Error> {
         let spec = &args.spec;
-        let process = spec.process().as_ref().ok_or_else(|| Error::Spec("no process".into()))?;
-        let argv: Vec<Vec<u8>> = process.args().as_ref().map(|a| a.iter().map(|s| s.clone().into_bytes()).collect()).unwrap_or_default();
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| Error::Spec("no process".into()))?;
+        let argv: Vec<Vec<u8>> = process
+            .args()
+            .as_ref()
+            .map(|a| a.iter().map(|s| s.clone().into_bytes()).collect())
+            .unwrap_or_default();
         if argv.is_empty() {
             return Err(Error::Spec("process.args is empty".into()));
         }
-        let envp = process.env().as_ref().map(|e| e.iter().map(|s| s.clone().into_bytes()).collect()).unwrap_or_default();
+        let envp = process
+            .env()
+            .as_ref()
+            .map(|e| e.iter().map(|s| s.clone().into_bytes()).collect())
+            .unwrap_or_default();
         let cwd = process.cwd().to_string_lossy().into_owned().into_bytes();
         if cwd.first() != Some(&b'/') {
-            return Err(Error::Spec(format!("process.cwd must be absolute, got {:?}", process.cwd())));
+            return Err(Error::Spec(format!(
+                "process.cwd must be absolute, got {:?}",
+                process.cwd()
+            )));
         }
-        let root = spec.root().as_ref().ok_or_else(|| Error::Spec("no root".into()))?;
-        let mode = if root.readonly().unwrap_or(false) { RootMode::ReadOnly } else { args.config.root_mode };
+        let root = spec
+            .root()
+            .as_ref()
+            .ok_or_else(|| Error::Spec("no root".into()))?;
+        let mode = if root.readonly().unwrap_or(false) {
+            RootMode::ReadOnly
+        } else {
+            args.config.root_mode
+        };
         let vfs = Vfs::new(root.path(), mode).map_err(io_err("opening the root filesystem"))?;
         let vfs = Arc::new(vfs);
         vfs.mount(b"/dev", Arc::new(crate::kernel::fs::dev::DevFs::new()));
         if args.config.tmp_tmpfs {
             vfs.mount_tmpfs(b"/tmp", None);
         }
-        let kcfg = KernelConfig { strace: args.config.strace, hostname: spec.hostname().clone().unwrap_or_default() };
+        let kcfg = KernelConfig {
+            strace: args.config.strace,
+            hostname: spec.hostname().clone().unwrap_or_default(),
+        };
         let kernel = Kernel::new(vfs, &kcfg).map_err(io_err("starting the kernel"))?;
         let user = process.user();
-        let cred = Cred { uid: (user.uid(), user.uid(), user.uid()), gid: (user.gid(), user.gid(), user.gid()) };
+        let cred = Cred {
+            uid: (user.uid(), user.uid(), user.uid()),
+            gid: (user.gid(), user.gid(), user.gid()),
+        };
         Ok(Loader {
-            inner: Box::new(Inner { kernel, argv, envp, cwd, cred, stdio: Some(args.stdio) }),
+            inner: Box::new(Inner {
+                kernel,
+                argv,
+                envp,
+                cwd,
+                cred,
+                stdio: Some(args.stdio),
+            }),
             _state: PhantomData,
         })
     }
@@ -161,10 +203,17 @@ impl Loader<Created> {
     pub fn start(mut self) -> Result<Loader<Started>, Error> {
         let inner = &mut self.inner;
         let k = inner.kernel.clone();
-        let stdio = inner.stdio.take().ok_or_else(|| Error::Spec("stdio already used".into()))?;
+        let stdio = inner
+            .stdio
+            .take()
+            .ok_or_else(|| Error::Spec("stdio already used".into()))?;
         let mut files = FdTable::new();
         for (i, fd) in stdio.into_iter().enumerate() {
-            let flags = if i == 0 { libc::O_RDONLY } else { libc::O_WRONLY };
+            let flags = if i == 0 {
+                libc::O_RDONLY
+            } else {
+                libc::O_WRONLY
+            };
             let f = OpenFile::new(crate::kernel::fs::host::host_stream(fd), flags, Vec::new());
             files.insert_at(i as i32, f, false);
         }
@@ -198,9 +247,14 @@ impl Loader<Created> {
             tg: tg.clone(),
             waker,
             sig: Mutex::new(TaskSignals::default()),
-            mm: Mutex::new(Arc::new(Mutex::new(crate::mm::AddressSpace::new(k.mf.clone())))),
+            mm: Mutex::new(Arc::new(Mutex::new(crate::mm::AddressSpace::new(
+                k.mf.clone(),
+            )))),
             files: Mutex::new(Arc::new(Mutex::new(files))),
-            fs: Mutex::new(Arc::new(Mutex::new(FsContext { cwd: inner.cwd.clone(), umask: 0o022 }))),
+            fs: Mutex::new(Arc::new(Mutex::new(FsContext {
+                cwd: inner.cwd.clone(),
+                umask: 0o022,
+            }))),
             killed: AtomicBool::new(false),
             clear_child_tid: AtomicU64::new(0),
             robust_list: AtomicU64::new(0),
@@ -236,11 +290,17 @@ impl Loader<Created> {
         match rx.recv() {
             Ok(Ok(())) => {}
             Ok(Err(errno)) => {
-                return Err(Error::Exec { path: String::from_utf8_lossy(&inner.argv[0]).into_owned(), errno });
+                return Err(Error::Exec {
+                    path: String::from_utf8_lossy(&inner.argv[0]).into_owned(),
+                    errno,
+                });
             }
             Err(_) => return Err(Error::Spec("init task vanished".into())),
         }
-        Ok(Loader { inner: self.inner, _state: PhantomData })
+        Ok(Loader {
+            inner: self.inner,
+            _state: PhantomData,
+        })
     }
 }
 

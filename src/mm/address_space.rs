@@ -47,8 +47,14 @@ pub enum Backing {
 impl Backing {
     fn advanced(&self, by: u64) -> Backing {
         match self {
-            Backing::Mem { range, off } => Backing::Mem { range: range.clone(), off: off + by },
-            Backing::File { fd, off } => Backing::File { fd: fd.clone(), off: off + by },
+            Backing::Mem { range, off } => Backing::Mem {
+                range: range.clone(),
+                off: off + by,
+            },
+            Backing::File { fd, off } => Backing::File {
+                fd: fd.clone(),
+                off: off + by,
+            },
         }
     }
 }
@@ -130,7 +136,11 @@ pub struct AddressSpace {
 }
 
 fn prot_ok(prot: i32, write: bool) -> bool {
-    if write { prot & libc::PROT_WRITE != 0 } else { prot & libc::PROT_READ != 0 }
+    if write {
+        prot & libc::PROT_WRITE != 0
+    } else {
+        prot & libc::PROT_READ != 0
+    }
 }
 
 fn host_err(e: i32) -> Errno {
@@ -163,7 +173,11 @@ impl AddressSpace {
 
     /// The VMA containing `addr`.
     pub fn find(&self, addr: u64) -> Option<&Vma> {
-        self.vmas.range(..=addr).next_back().map(|(_, v)| v).filter(|v| addr < v.end)
+        self.vmas
+            .range(..=addr)
+            .next_back()
+            .map(|(_, v)| v)
+            .filter(|v| addr < v.end)
     }
 
     fn overlaps(&self, start: u64, end: u64) -> bool {
@@ -174,7 +188,9 @@ impl AddressSpace {
     }
 
     fn range_ok(start: u64, len: u64) -> bool {
-        let Some(end) = start.checked_add(len) else { return false };
+        let Some(end) = start.checked_add(len) else {
+            return false;
+        };
         end <= TASK_SIZE && !(start < STUB_END && end > STUB_ADDR)
     }
 
@@ -194,8 +210,12 @@ impl AddressSpace {
     /// range (EINVAL/ENOMEM as mmap(2) reports).
     pub fn pick_addr(&self, hint: u64, len: u64, fixed: bool) -> KResult<u64> {
         if fixed {
-            if hint % PAGE_SIZE != 0 || !Self::range_ok(hint, len) {
-                return Err(if hint % PAGE_SIZE != 0 { Errno::EINVAL } else { Errno::ENOMEM });
+            if !hint.is_multiple_of(PAGE_SIZE) || !Self::range_ok(hint, len) {
+                return Err(if !hint.is_multiple_of(PAGE_SIZE) {
+                    Errno::EINVAL
+                } else {
+                    Errno::ENOMEM
+                });
             }
             return Ok(hint);
         }
@@ -208,7 +228,9 @@ impl AddressSpace {
 
     /// Splits VMAs so that `addr` is a boundary.
     fn split(&mut self, addr: u64) {
-        let Some(v) = self.find(addr).cloned() else { return };
+        let Some(v) = self.find(addr).cloned() else {
+            return;
+        };
         if v.start == addr {
             return;
         }
@@ -219,6 +241,7 @@ impl AddressSpace {
 
     /// Inserts a mapping at `[start, start+len)`, replacing whatever was
     /// there, and makes it real in the platform.
+    #[allow(clippy::too_many_arguments)]
     pub fn insert(
         &mut self,
         ops: &mut dyn AddressSpaceOps,
@@ -234,7 +257,14 @@ impl AddressSpace {
             return Err(Errno::ENOMEM);
         }
         self.remove_range(start, start + len);
-        let vma = Vma { start, end: start + len, prot, shared, backing, name };
+        let vma = Vma {
+            start,
+            end: start + len,
+            prot,
+            shared,
+            backing,
+            name,
+        };
         let (fd, off) = vma.host_fd_off(&self.mf);
         ops.map(start, len, prot, fd, off).map_err(host_err)?;
         self.vmas.insert(start, vma);
@@ -253,7 +283,15 @@ impl AddressSpace {
         name: VmaName,
     ) -> KResult<()> {
         let range = self.mf.alloc(len).ok_or(Errno::ENOMEM)?;
-        self.insert(ops, start, len, prot, shared, Backing::Mem { range, off: 0 }, name)
+        self.insert(
+            ops,
+            start,
+            len,
+            prot,
+            shared,
+            Backing::Mem { range, off: 0 },
+            name,
+        )
     }
 
     /// Removes VMAs in `[start, end)` from the records (no host call),
@@ -277,7 +315,7 @@ impl AddressSpace {
 
     /// munmap(2).
     pub fn unmap(&mut self, ops: &mut dyn AddressSpaceOps, start: u64, len: u64) -> KResult<()> {
-        if start % PAGE_SIZE != 0 || len == 0 {
+        if !start.is_multiple_of(PAGE_SIZE) || len == 0 {
             return Err(Errno::EINVAL);
         }
         let len = page_up(len);
@@ -293,8 +331,14 @@ impl AddressSpace {
     }
 
     /// mprotect(2).
-    pub fn protect(&mut self, ops: &mut dyn AddressSpaceOps, start: u64, len: u64, prot: i32) -> KResult<()> {
-        if start % PAGE_SIZE != 0 {
+    pub fn protect(
+        &mut self,
+        ops: &mut dyn AddressSpaceOps,
+        start: u64,
+        len: u64,
+        prot: i32,
+    ) -> KResult<()> {
+        if !start.is_multiple_of(PAGE_SIZE) {
             return Err(Errno::EINVAL);
         }
         let end = start.checked_add(page_up(len)).ok_or(Errno::ENOMEM)?;
@@ -325,7 +369,8 @@ impl AddressSpace {
             if !v.shared
                 && let Backing::Mem { range, off } = &v.backing
             {
-                self.mf.zero(range.off + off + (pos - v.start), seg_end - pos);
+                self.mf
+                    .zero(range.off + off + (pos - v.start), seg_end - pos);
             }
             pos = seg_end;
         }
@@ -342,7 +387,7 @@ impl AddressSpace {
         may_move: bool,
         fixed: Option<u64>,
     ) -> KResult<u64> {
-        if old % PAGE_SIZE != 0 || new_len == 0 {
+        if !old.is_multiple_of(PAGE_SIZE) || new_len == 0 {
             return Err(Errno::EINVAL);
         }
         let old_len = page_up(old_len);
@@ -368,13 +413,19 @@ impl AddressSpace {
         };
         let off_in_vma = old - v.start;
         let backing = match &v.backing {
-            Backing::File { fd, off } => Backing::File { fd: fd.clone(), off: off + off_in_vma },
+            Backing::File { fd, off } => Backing::File {
+                fd: fd.clone(),
+                off: off + off_in_vma,
+            },
             Backing::Mem { range, off } if v.shared => {
                 let off = off + off_in_vma;
                 if off + new_len > range.len {
                     return Err(Errno::ENOMEM);
                 }
-                Backing::Mem { range: range.clone(), off }
+                Backing::Mem {
+                    range: range.clone(),
+                    off,
+                }
             }
             Backing::Mem { range, off } => {
                 let nr = self.mf.alloc(new_len).ok_or(Errno::ENOMEM)?;
@@ -430,7 +481,8 @@ impl AddressSpace {
     pub fn materialize(&self, ops: &mut dyn AddressSpaceOps) -> KResult<()> {
         for v in self.vmas.values() {
             let (fd, off) = v.host_fd_off(&self.mf);
-            ops.map(v.start, v.end - v.start, v.prot, fd, off).map_err(host_err)?;
+            ops.map(v.start, v.end - v.start, v.prot, fd, off)
+                .map_err(host_err)?;
         }
         Ok(())
     }
@@ -446,7 +498,17 @@ impl AddressSpace {
             if self.overlaps(old_top, new_top) || !Self::range_ok(old_top, new_top - old_top) {
                 return self.brk;
             }
-            if self.map_anon(ops, old_top, new_top - old_top, libc::PROT_READ | libc::PROT_WRITE, false, VmaName::Heap).is_err() {
+            if self
+                .map_anon(
+                    ops,
+                    old_top,
+                    new_top - old_top,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    false,
+                    VmaName::Heap,
+                )
+                .is_err()
+            {
                 return self.brk;
             }
         } else if new_top < old_top && self.unmap(ops, new_top, old_top - new_top).is_err() {
@@ -459,7 +521,13 @@ impl AddressSpace {
     /// Walks `[addr, addr+len)` calling `f(vma, addr, len)` for each piece,
     /// failing with EFAULT where memory is missing or lacks `write`/read
     /// permission.
-    fn walk(&self, addr: u64, len: usize, write: bool, mut f: impl FnMut(&Vma, u64, usize, usize)) -> KResult<()> {
+    fn walk(
+        &self,
+        addr: u64,
+        len: usize,
+        write: bool,
+        mut f: impl FnMut(&Vma, u64, usize, usize),
+    ) -> KResult<()> {
         let mut done = 0usize;
         while done < len {
             let a = addr.checked_add(done as u64).ok_or(Errno::EFAULT)?;
@@ -558,7 +626,9 @@ impl AddressSpace {
         let mut v = T::default();
         // SAFETY: T is Copy plain data (callers use integer and #[repr(C)]
         // ABI structs); we overwrite all its bytes.
-        let bytes = unsafe { std::slice::from_raw_parts_mut(&mut v as *mut T as *mut u8, std::mem::size_of::<T>()) };
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(&mut v as *mut T as *mut u8, std::mem::size_of::<T>())
+        };
         self.read(addr, bytes)?;
         Ok(v)
     }
@@ -566,7 +636,9 @@ impl AddressSpace {
     /// Writes a plain-data value.
     pub fn write_val<T: Copy>(&self, addr: u64, v: &T) -> KResult<()> {
         // SAFETY: viewing a Copy value's bytes.
-        let bytes = unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) };
+        let bytes = unsafe {
+            std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>())
+        };
         self.write(addr, bytes)
     }
 
@@ -578,12 +650,20 @@ impl AddressSpace {
     /// Fills `[addr, addr+len)` of a private Mem mapping from `src`,
     /// reading directly into the memory file (used by ELF loading and
     /// private file mappings). `src(buf, file_offset)` returns bytes read.
-    pub fn fill_from(&self, addr: u64, len: u64, file_off: u64, src: &mut dyn FnMut(&mut [u8], u64) -> KResult<usize>) -> KResult<()> {
+    pub fn fill_from(
+        &self,
+        addr: u64,
+        len: u64,
+        file_off: u64,
+        src: &mut dyn FnMut(&mut [u8], u64) -> KResult<usize>,
+    ) -> KResult<()> {
         let v = self.find(addr).ok_or(Errno::EFAULT)?;
         if addr + len > v.end {
             return Err(Errno::EFAULT);
         }
-        let Backing::Mem { range, off } = &v.backing else { return Err(Errno::EINVAL) };
+        let Backing::Mem { range, off } = &v.backing else {
+            return Err(Errno::EINVAL);
+        };
         let base = range.off + off + (addr - v.start);
         let mut done = 0u64;
         while done < len {
@@ -605,7 +685,14 @@ fn pread_full(fd: i32, buf: &mut [u8], off: u64) -> std::io::Result<()> {
     let mut done = 0;
     while done < buf.len() {
         // SAFETY: writing into the live slice.
-        let r = unsafe { libc::pread(fd, buf[done..].as_mut_ptr().cast(), buf.len() - done, (off + done as u64) as i64) };
+        let r = unsafe {
+            libc::pread(
+                fd,
+                buf[done..].as_mut_ptr().cast(),
+                buf.len() - done,
+                (off + done as u64) as i64,
+            )
+        };
         if r < 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -622,7 +709,14 @@ fn pwrite_full(fd: i32, buf: &[u8], off: u64) -> std::io::Result<()> {
     let mut done = 0;
     while done < buf.len() {
         // SAFETY: reading from the live slice.
-        let r = unsafe { libc::pwrite(fd, buf[done..].as_ptr().cast(), buf.len() - done, (off + done as u64) as i64) };
+        let r = unsafe {
+            libc::pwrite(
+                fd,
+                buf[done..].as_ptr().cast(),
+                buf.len() - done,
+                (off + done as u64) as i64,
+            )
+        };
         if r < 0 {
             return Err(std::io::Error::last_os_error());
         }

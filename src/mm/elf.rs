@@ -130,7 +130,13 @@ pub fn parse(src: &dyn ExecSource) -> KResult<ElfFile> {
     if !phdrs.iter().any(|p| p.p_type == PT_LOAD) {
         return Err(Errno::ENOEXEC);
     }
-    Ok(ElfFile { e_type, entry, phoff, phdrs, interp })
+    Ok(ElfFile {
+        e_type,
+        entry,
+        phoff,
+        phdrs,
+        interp,
+    })
 }
 
 /// Where an image landed.
@@ -175,13 +181,23 @@ pub fn load(
 ) -> KResult<Loaded> {
     let loads: Vec<&Phdr> = elf.phdrs.iter().filter(|p| p.p_type == PT_LOAD).collect();
     let lo = page_down(loads.iter().map(|p| p.p_vaddr).min().unwrap_or(0));
-    let hi = page_up(loads.iter().map(|p| p.p_vaddr + p.p_memsz).max().unwrap_or(0));
+    let hi = page_up(
+        loads
+            .iter()
+            .map(|p| p.p_vaddr + p.p_memsz)
+            .max()
+            .unwrap_or(0),
+    );
     if hi <= lo {
         return Err(Errno::ENOEXEC);
     }
     let span = hi - lo;
     let bias = if elf.e_type == ET_DYN {
-        if main && lo == 0 { PIE_BASE } else { mm.pick_addr(0, span, false)? - lo }
+        if main && lo == 0 {
+            PIE_BASE
+        } else {
+            mm.pick_addr(0, span, false)? - lo
+        }
     } else {
         0
     };
@@ -192,7 +208,11 @@ pub fn load(
         span,
         libc::PROT_READ | libc::PROT_WRITE,
         false,
-        VmaName::File { path: name.to_string(), offset: 0, ino },
+        VmaName::File {
+            path: name.to_string(),
+            offset: 0,
+            ino,
+        },
     )?;
     for p in &loads {
         let vstart = page_down(p.p_vaddr) + bias;
@@ -221,7 +241,13 @@ pub fn load(
         let first = loads[0];
         first.p_vaddr - first.p_offset + elf.phoff + bias
     };
-    Ok(Loaded { bias, entry: elf.entry + bias, phdr, phnum: elf.phdrs.len() as u64, end: hi + bias })
+    Ok(Loaded {
+        bias,
+        entry: elf.entry + bias,
+        phdr,
+        phnum: elf.phdrs.len() as u64,
+        end: hi + bias,
+    })
 }
 
 /// Auxiliary vector keys.
@@ -270,10 +296,28 @@ pub struct StackArgs<'a> {
 
 /// Maps the main thread's stack and writes argc/argv/envp/auxv on it.
 /// Returns the initial stack pointer.
-pub fn build_stack(mm: &mut AddressSpace, ops: &mut dyn AddressSpaceOps, a: &StackArgs<'_>) -> KResult<u64> {
+pub fn build_stack(
+    mm: &mut AddressSpace,
+    ops: &mut dyn AddressSpaceOps,
+    a: &StackArgs<'_>,
+) -> KResult<u64> {
     let base = STACK_TOP - STACK_SIZE;
-    mm.map_anon(ops, base, STACK_SIZE, libc::PROT_READ | libc::PROT_WRITE, false, VmaName::Stack)?;
-    let total: usize = a.argv.iter().chain(a.envp.iter()).map(|s| s.len() + 1).sum::<usize>() + a.execfn.len() + 1;
+    mm.map_anon(
+        ops,
+        base,
+        STACK_SIZE,
+        libc::PROT_READ | libc::PROT_WRITE,
+        false,
+        VmaName::Stack,
+    )?;
+    let total: usize = a
+        .argv
+        .iter()
+        .chain(a.envp.iter())
+        .map(|s| s.len() + 1)
+        .sum::<usize>()
+        + a.execfn.len()
+        + 1;
     if total > (STACK_SIZE / 4) as usize {
         return Err(Errno::E2BIG);
     }
@@ -370,14 +414,20 @@ mod tests {
 
     #[test]
     fn parses_host_busybox_or_true() {
-        let path = ["/bin/busybox", "/bin/true"].into_iter().find(|p| std::path::Path::new(p).exists()).expect("a host binary");
+        let path = ["/bin/busybox", "/bin/true"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("a host binary");
         let e = parse(&Bytes(std::fs::read(path).expect("read"))).expect("parse");
         assert!(e.phdrs.iter().any(|p| p.p_type == PT_LOAD));
     }
 
     #[test]
     fn garbage_is_enoexec() {
-        assert_eq!(parse(&Bytes(b"#!/bin/sh\necho hi\n".to_vec())).err(), Some(Errno::ENOEXEC));
+        assert_eq!(
+            parse(&Bytes(b"#!/bin/sh\necho hi\n".to_vec())).err(),
+            Some(Errno::ENOEXEC)
+        );
         assert_eq!(parse(&Bytes(Vec::new())).err(), Some(Errno::ENOEXEC));
     }
 

@@ -79,7 +79,12 @@ impl MemoryFile {
         }
         let mut free = BTreeMap::new();
         free.insert(0, FILE_SIZE);
-        Ok(Arc::new(MemoryFile { fd, base: base as *mut u8, size: FILE_SIZE, free: Mutex::new(free) }))
+        Ok(Arc::new(MemoryFile {
+            fd,
+            base: base as *mut u8,
+            size: FILE_SIZE,
+            free: Mutex::new(free),
+        }))
     }
 
     /// Host fd of the file (valid in stub processes too, which share the
@@ -97,7 +102,11 @@ impl MemoryFile {
         if flen > len {
             free.insert(off + len, flen - len);
         }
-        Some(Arc::new(MemRange { mf: self.clone(), off, len }))
+        Some(Arc::new(MemRange {
+            mf: self.clone(),
+            off,
+            len,
+        }))
     }
 
     fn release(&self, off: u64, len: u64) {
@@ -132,21 +141,28 @@ impl MemoryFile {
     }
 
     fn check(&self, off: u64, len: usize) {
-        assert!(off.checked_add(len as u64).is_some_and(|e| e <= self.size), "memory file access out of range");
+        assert!(
+            off.checked_add(len as u64).is_some_and(|e| e <= self.size),
+            "memory file access out of range"
+        );
     }
 
     /// Copies from the file into `buf`.
     pub fn read(&self, off: u64, buf: &mut [u8]) {
         self.check(off, buf.len());
         // SAFETY: the range is inside the mapping (checked above).
-        unsafe { std::ptr::copy_nonoverlapping(self.base.add(off as usize), buf.as_mut_ptr(), buf.len()) }
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.base.add(off as usize), buf.as_mut_ptr(), buf.len())
+        }
     }
 
     /// Copies `buf` into the file.
     pub fn write(&self, off: u64, buf: &[u8]) {
         self.check(off, buf.len());
         // SAFETY: the range is inside the mapping (checked above).
-        unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), self.base.add(off as usize), buf.len()) }
+        unsafe {
+            std::ptr::copy_nonoverlapping(buf.as_ptr(), self.base.add(off as usize), buf.len())
+        }
     }
 
     /// Fills a range with zeros (punching whole pages).
@@ -174,6 +190,7 @@ impl MemoryFile {
     /// The caller must not keep the slice beyond the life of the range it
     /// covers and must accept that the application may change the bytes
     /// concurrently.
+    #[allow(clippy::mut_from_ref)] // the aliasing contract is the caller's, as documented
     pub unsafe fn slice_mut(&self, off: u64, len: usize) -> &mut [u8] {
         self.check(off, len);
         // SAFETY: inside the mapping; aliasing as documented above.
@@ -195,7 +212,11 @@ impl MemoryFile {
             let data = data as u64;
             // SAFETY: lseek on our fd.
             let hole = unsafe { libc::lseek(fd, data as i64, libc::SEEK_HOLE) };
-            let hole = if hole < 0 { end } else { (hole as u64).min(end) };
+            let hole = if hole < 0 {
+                end
+            } else {
+                (hole as u64).min(end)
+            };
             self.check(dst + (data - src), (hole - data) as usize);
             // SAFETY: both ranges are inside the mapping and do not overlap
             // (distinct allocations).

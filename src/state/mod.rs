@@ -25,7 +25,10 @@ macro_rules! state {
     };
 }
 
-state!(Created, "The sandbox exists; its root container has not started.");
+state!(
+    Created,
+    "The sandbox exists; its root container has not started."
+);
 state!(Started, "Application code runs.");
 state!(Paused, "Every task is stopped.");
 state!(Checkpointed, "The sandbox's state has been saved.");

@@ -62,7 +62,10 @@ impl Default for DevFs {
 impl DevFs {
     /// A devfs instance.
     pub fn new() -> DevFs {
-        DevFs { dev: alloc_dev(), time: now() }
+        DevFs {
+            dev: alloc_dev(),
+            time: now(),
+        }
     }
 
     fn node(rel: &[u8]) -> KResult<(Node, u64)> {
@@ -90,7 +93,10 @@ impl DevFs {
             Node::Link(t) => (libc::S_IFLNK | 0o777, 0, t.len() as i64, 1),
         };
         let nlink = if ino == ROOT_INO {
-            2 + ENTRIES.iter().filter(|e| matches!(e.1, Node::Dir(_))).count() as u64
+            2 + ENTRIES
+                .iter()
+                .filter(|e| matches!(e.1, Node::Dir(_)))
+                .count() as u64
         } else {
             nlink
         };
@@ -130,7 +136,10 @@ impl SyntheticFs for DevFs {
         let (n, ino) = DevFs::node(rel)?;
         match n {
             Node::Chr(Dev::Tty, _, _) => Err(Errno::ENXIO),
-            Node::Chr(dev, _, _) => Ok(Box::new(CharDev { dev, stat: self.stat_of(n, ino) })),
+            Node::Chr(dev, _, _) => Ok(Box::new(CharDev {
+                dev,
+                stat: self.stat_of(n, ino),
+            })),
             Node::Dir(_) => Err(Errno::EISDIR),
             Node::Link(_) => Err(Errno::ELOOP),
         }

@@ -86,14 +86,23 @@ bitflags::bitflags! {
     /// poll(2) events.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
     pub struct PollEvents: i16 {
+        /// Data to read.
         const IN = libc::POLLIN;
+        /// Urgent data.
         const PRI = libc::POLLPRI;
+        /// Writing will not block.
         const OUT = libc::POLLOUT;
+        /// Error condition.
         const ERR = libc::POLLERR;
+        /// Hang up.
         const HUP = libc::POLLHUP;
+        /// Invalid descriptor.
         const NVAL = libc::POLLNVAL;
+        /// Normal data to read.
         const RDNORM = libc::POLLRDNORM;
+        /// Normal data may be written.
         const WRNORM = libc::POLLWRNORM;
+        /// Peer closed its writing half.
         const RDHUP = libc::POLLRDHUP;
     }
 }
@@ -196,7 +205,12 @@ impl std::fmt::Debug for OpenFile {
 impl OpenFile {
     /// Wraps file operations into a description.
     pub fn new(ops: Box<dyn FileOps>, flags: i32, path: Vec<u8>) -> Arc<OpenFile> {
-        Arc::new(OpenFile { ops, flags: AtomicU32::new(flags as u32), pos: Mutex::new(0), path })
+        Arc::new(OpenFile {
+            ops,
+            flags: AtomicU32::new(flags as u32),
+            pos: Mutex::new(0),
+            path,
+        })
     }
 
     /// Status flags.

@@ -39,10 +39,18 @@ const RESOLVE_IN_ROOT: u64 = 0x10;
 /// kernel refused to resolve) and EINTR a few times.
 #[allow(unsafe_code)] // thin host-call wrapper; see the SAFETY comments
 fn openat2_in_root(dirfd: BorrowedFd<'_>, rel: &[u8], flags: i32, mode: u32) -> KResult<OwnedFd> {
-    let p = if rel.is_empty() { CString::from(c".") } else { CString::new(rel).map_err(|_| Errno::EINVAL)? };
+    let p = if rel.is_empty() {
+        CString::from(c".")
+    } else {
+        CString::new(rel).map_err(|_| Errno::EINVAL)?
+    };
     let how = OpenHow {
         flags: (flags | libc::O_CLOEXEC) as u32 as u64,
-        mode: if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 { u64::from(mode & 0o7777) } else { 0 },
+        mode: if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 {
+            u64::from(mode & 0o7777)
+        } else {
+            0
+        },
         resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
     };
     let mut tries = 0;
@@ -75,8 +83,19 @@ fn openat2_in_root(dirfd: BorrowedFd<'_>, rel: &[u8], flags: i32, mode: u32) -> 
 #[allow(unsafe_code)] // thin host-call wrapper; see the SAFETY comments
 fn getdents64(fd: BorrowedFd<'_>, buf: &mut [u8]) -> KResult<usize> {
     // SAFETY: `buf` is a live writable buffer of `buf.len()` bytes.
-    let r = unsafe { libc::syscall(libc::SYS_getdents64, fd.as_raw_fd(), buf.as_mut_ptr(), buf.len()) };
-    if r < 0 { Err(Errno::last()) } else { Ok(r as usize) }
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_getdents64,
+            fd.as_raw_fd(),
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(r as usize)
+    }
 }
 
 /// Parses `linux_dirent64` records.
@@ -91,8 +110,15 @@ fn parse_dirents(buf: &[u8], out: &mut Vec<DirEntry>) {
         }
         let kind = rec[18];
         let name_bytes = &rec[19..reclen];
-        let len = name_bytes.iter().position(|&b| b == 0).unwrap_or(name_bytes.len());
-        out.push(DirEntry { ino, kind, name: name_bytes[..len].to_vec() });
+        let len = name_bytes
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(name_bytes.len());
+        out.push(DirEntry {
+            ino,
+            kind,
+            name: name_bytes[..len].to_vec(),
+        });
         off += reclen;
     }
 }
@@ -119,7 +145,12 @@ fn host_fstatfs(fd: BorrowedFd<'_>) -> KResult<StatFs> {
     // SAFETY: `StatFs` is `#[repr(C)]` with exactly the layout of x86_64's
     // `struct statfs` (size and offsets asserted), and `s` is live and
     // writable; fstatfs writes only that structure.
-    let r = unsafe { libc::fstatfs(fd.as_raw_fd(), (&mut s as *mut StatFs).cast::<libc::statfs>()) };
+    let r = unsafe {
+        libc::fstatfs(
+            fd.as_raw_fd(),
+            (&mut s as *mut StatFs).cast::<libc::statfs>(),
+        )
+    };
     if r < 0 {
         return Err(Errno::last());
     }
@@ -150,11 +181,17 @@ impl HostFs {
     pub(crate) fn new(path: &std::path::Path, writable: bool, dev: u64) -> std::io::Result<HostFs> {
         let root = nix::fcntl::open(
             path,
-            nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )
         .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
-        Ok(HostFs { root, writable, dev })
+        Ok(HostFs {
+            root,
+            writable,
+            dev,
+        })
     }
 
     /// The `st_dev` reported for every file.
@@ -166,7 +203,11 @@ impl HostFs {
     pub(crate) fn open_fd(&self, rel: &[u8], flags: i32) -> KResult<OwnedFd> {
         // openat2 refuses O_PATH combined with anything but O_DIRECTORY,
         // O_NOFOLLOW and O_CLOEXEC.
-        let extra = if flags & libc::O_PATH != 0 { libc::O_NOFOLLOW } else { libc::O_NOFOLLOW | libc::O_NOCTTY };
+        let extra = if flags & libc::O_PATH != 0 {
+            libc::O_NOFOLLOW
+        } else {
+            libc::O_NOFOLLOW | libc::O_NOCTTY
+        };
         openat2_in_root(self.root.as_fd(), rel, flags | extra, 0)
     }
 
@@ -180,7 +221,11 @@ impl HostFs {
     }
 
     fn check_writable(&self) -> KResult<()> {
-        if self.writable { Ok(()) } else { Err(Errno::EROFS) }
+        if self.writable {
+            Ok(())
+        } else {
+            Err(Errno::EROFS)
+        }
     }
 
     /// lstat.
@@ -218,7 +263,9 @@ impl HostFs {
                 let parent_ino = if rel.is_empty() {
                     own
                 } else {
-                    self.lstat_rel(split_last(rel).0).map(|s| s.st_ino).unwrap_or(own)
+                    self.lstat_rel(split_last(rel).0)
+                        .map(|s| s.st_ino)
+                        .unwrap_or(own)
                 };
                 let dev = self.dev;
                 let (f1, f2) = (fd.clone(), fd);
@@ -227,8 +274,16 @@ impl HostFs {
                     move || {
                         let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
                         let mut v = vec![
-                            DirEntry { ino: own, kind: libc::DT_DIR, name: b".".to_vec() },
-                            DirEntry { ino: parent_ino, kind: libc::DT_DIR, name: b"..".to_vec() },
+                            DirEntry {
+                                ino: own,
+                                kind: libc::DT_DIR,
+                                name: b".".to_vec(),
+                            },
+                            DirEntry {
+                                ino: parent_ino,
+                                kind: libc::DT_DIR,
+                                name: b"..".to_vec(),
+                            },
                         ];
                         let mut all = read_dir_fd(f1.as_fd())?;
                         all.retain(|e| e.name != b"." && e.name != b"..");
@@ -246,7 +301,11 @@ impl HostFs {
                 }
                 let host_flags = if writes { libc::O_RDWR } else { libc::O_RDONLY };
                 let fd = self.open_fd(rel, host_flags)?;
-                Ok(Box::new(HostFile { fd: Arc::new(fd), dev: self.dev, writable: writes }))
+                Ok(Box::new(HostFile {
+                    fd: Arc::new(fd),
+                    dev: self.dev,
+                    writable: writes,
+                }))
             }
             libc::S_IFLNK => Err(Errno::ELOOP),
             _ => Err(Errno::ENXIO),
@@ -260,7 +319,13 @@ impl HostFs {
         if read_only {
             flags |= libc::ST_RDONLY as i64;
         }
-        Ok(StatFs { f_type, f_fsid: [(self.dev & 0xffff_ffff) as i32, 0], f_flags: flags, f_spare: [0; 4], ..s })
+        Ok(StatFs {
+            f_type,
+            f_fsid: [(self.dev & 0xffff_ffff) as i32, 0],
+            f_flags: flags,
+            f_spare: [0; 4],
+            ..s
+        })
     }
 }
 
@@ -281,7 +346,13 @@ impl MountFs for HostFs {
         self.open_ops(rel, flags, st)
     }
 
-    fn create(&self, rel: &[u8], flags: i32, mode: u32, _owner: Owner) -> KResult<Box<dyn FileOps>> {
+    fn create(
+        &self,
+        rel: &[u8],
+        flags: i32,
+        mode: u32,
+        _owner: Owner,
+    ) -> KResult<Box<dyn FileOps>> {
         self.check_writable()?;
         let (pfd, _) = self.parent(rel)?;
         let name = split_last(rel).1;
@@ -293,13 +364,21 @@ impl MountFs for HostFs {
             libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_NOCTTY,
             mode,
         )?;
-        Ok(Box::new(HostFile { fd: Arc::new(fd), dev: self.dev, writable: writes }))
+        Ok(Box::new(HostFile {
+            fd: Arc::new(fd),
+            dev: self.dev,
+            writable: writes,
+        }))
     }
 
     fn mkdir(&self, rel: &[u8], mode: u32, _owner: Owner) -> KResult<()> {
         self.check_writable()?;
         let (pfd, name) = self.parent(rel)?;
-        nix::sys::stat::mkdirat(pfd.as_fd(), name.as_c_str(), nix::sys::stat::Mode::from_bits_truncate(mode & 0o7777))?;
+        nix::sys::stat::mkdirat(
+            pfd.as_fd(),
+            name.as_c_str(),
+            nix::sys::stat::Mode::from_bits_truncate(mode & 0o7777),
+        )?;
         Ok(())
     }
 
@@ -331,14 +410,22 @@ impl MountFs for HostFs {
     fn unlink(&self, rel: &[u8]) -> KResult<()> {
         self.check_writable()?;
         let (pfd, name) = self.parent(rel)?;
-        nix::unistd::unlinkat(pfd.as_fd(), name.as_c_str(), nix::unistd::UnlinkatFlags::NoRemoveDir)?;
+        nix::unistd::unlinkat(
+            pfd.as_fd(),
+            name.as_c_str(),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        )?;
         Ok(())
     }
 
     fn rmdir(&self, rel: &[u8]) -> KResult<()> {
         self.check_writable()?;
         let (pfd, name) = self.parent(rel)?;
-        nix::unistd::unlinkat(pfd.as_fd(), name.as_c_str(), nix::unistd::UnlinkatFlags::RemoveDir)?;
+        nix::unistd::unlinkat(
+            pfd.as_fd(),
+            name.as_c_str(),
+            nix::unistd::UnlinkatFlags::RemoveDir,
+        )?;
         Ok(())
     }
 
@@ -380,7 +467,10 @@ impl MountFs for HostFs {
             // The root itself: chmod/chown/utimes through an O_RDONLY fd.
             let fd = self.open_fd(rel, libc::O_RDONLY | libc::O_DIRECTORY)?;
             if let Some(mode) = attr.mode {
-                nix::sys::stat::fchmod(&fd, nix::sys::stat::Mode::from_bits_truncate(mode & 0o7777))?;
+                nix::sys::stat::fchmod(
+                    &fd,
+                    nix::sys::stat::Mode::from_bits_truncate(mode & 0o7777),
+                )?;
             }
             if attr.uid.is_some() || attr.gid.is_some() {
                 nix::unistd::fchown(
@@ -498,7 +588,11 @@ impl FileOps for HostFile {
     }
 
     fn mmap_source(&self) -> KResult<MmapSource> {
-        if self.writable { Ok(MmapSource::HostFd(self.fd.clone())) } else { Ok(MmapSource::Copy) }
+        if self.writable {
+            Ok(MmapSource::HostFd(self.fd.clone()))
+        } else {
+            Ok(MmapSource::Copy)
+        }
     }
 }
 
@@ -579,7 +673,11 @@ pub fn host_stream(fd: OwnedFd) -> Box<dyn FileOps> {
             _ => StreamKind::Other,
         }
     };
-    Box::new(HostStream { fd, kind, pgrp: AtomicI32::new(0) })
+    Box::new(HostStream {
+        fd,
+        kind,
+        pgrp: AtomicI32::new(0),
+    })
 }
 
 /// [`host_stream`] wrapped in an open file description with status flags
@@ -587,7 +685,9 @@ pub fn host_stream(fd: OwnedFd) -> Box<dyn FileOps> {
 /// regular file the host already wrote to is appended to, not
 /// overwritten). Use this for the sandbox's stdio.
 pub fn host_stream_file(fd: OwnedFd, flags: i32) -> Arc<OpenFile> {
-    let off = nix::unistd::lseek(&fd, 0, nix::unistd::Whence::SeekCur).unwrap_or(0).max(0) as u64;
+    let off = nix::unistd::lseek(&fd, 0, nix::unistd::Whence::SeekCur)
+        .unwrap_or(0)
+        .max(0) as u64;
     let f = OpenFile::new(host_stream(fd), flags, Vec::new());
     if f.ops.seekable() {
         *f.pos.lock().unwrap_or_else(|e| e.into_inner()) = off;
@@ -599,7 +699,11 @@ impl HostStream {
     /// Keeps the host description's offset where the sandbox's is, so the
     /// host sees output where it expects it after the sandbox is done.
     fn sync_offset(&self, off: i64, n: usize) {
-        let _ = nix::unistd::lseek(&self.fd, off.saturating_add(n as i64), nix::unistd::Whence::SeekSet);
+        let _ = nix::unistd::lseek(
+            &self.fd,
+            off.saturating_add(n as i64),
+            nix::unistd::Whence::SeekSet,
+        );
     }
 
     fn ready(&self, want: nix::poll::PollFlags) -> KResult<nix::poll::PollFlags> {
@@ -648,7 +752,9 @@ impl FileOps for HostStream {
             }
         } else {
             let ev = self.ready(nix::poll::PollFlags::POLLOUT)?;
-            if ev.contains(nix::poll::PollFlags::POLLERR) || ev.contains(nix::poll::PollFlags::POLLHUP) {
+            if ev.contains(nix::poll::PollFlags::POLLERR)
+                || ev.contains(nix::poll::PollFlags::POLLHUP)
+            {
                 // Let write report EPIPE (or the real error) itself.
             } else if !ev.contains(nix::poll::PollFlags::POLLOUT) {
                 return Err(Errno::EAGAIN);
@@ -812,7 +918,10 @@ mod tests {
                 assert_eq!(&buf[..n], b"inside", "{:?}", String::from_utf8_lossy(p));
             }
         }
-        assert_eq!(fs.lstat_rel(b"abs").unwrap().st_mode & libc::S_IFMT, libc::S_IFLNK);
+        assert_eq!(
+            fs.lstat_rel(b"abs").unwrap().st_mode & libc::S_IFMT,
+            libc::S_IFLNK
+        );
         assert_eq!(fs.lstat_rel(b"abs").unwrap().st_dev, 7);
         assert_eq!(fs.readlink_rel(b"rel").unwrap(), b"../../../../secret");
         assert_eq!(fs.readlink_rel(b"secret").err(), Some(Errno::EINVAL));

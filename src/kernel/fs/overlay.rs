@@ -115,10 +115,17 @@ impl Overlay {
             UPPER_INO_BASE,
             None,
             st.st_mode,
-            Owner { uid: st.st_uid, gid: st.st_gid },
+            Owner {
+                uid: st.st_uid,
+                gid: st.st_gid,
+            },
         );
         upper.set_root_meta(&st);
-        Ok(Overlay { upper: Arc::new(upper), lower, mu: Mutex::new(()) })
+        Ok(Overlay {
+            upper: Arc::new(upper),
+            lower,
+            mu: Mutex::new(()),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, ()> {
@@ -158,12 +165,17 @@ impl Overlay {
                 let n = std::io::copy(&mut from, &mut to).map_err(Errno::from)?;
                 Content::Data(memfd, n)
             }
-            libc::S_IFREG | libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR | libc::S_IFBLK => Content::Empty,
+            libc::S_IFREG | libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR | libc::S_IFBLK => {
+                Content::Empty
+            }
             _ => return Err(Errno::EIO),
         };
         let spec = NewNode {
             mode: st.st_mode,
-            owner: Owner { uid: st.st_uid, gid: st.st_gid },
+            owner: Owner {
+                uid: st.st_uid,
+                gid: st.st_gid,
+            },
             rdev: st.st_rdev,
             ino: Some(st.st_ino),
             times: Some([
@@ -222,20 +234,35 @@ impl Overlay {
         let parent_ino = if rel.is_empty() {
             st.st_ino
         } else {
-            merged_lstat(&self.upper, &self.lower, split_last(rel).0).map(|s| s.st_ino).unwrap_or(st.st_ino)
+            merged_lstat(&self.upper, &self.lower, split_last(rel).0)
+                .map(|s| s.st_ino)
+                .unwrap_or(st.st_ino)
         };
         let (u1, l1, r1) = (self.upper.clone(), self.lower.clone(), rel.to_vec());
         let (u2, l2, r2) = (self.upper.clone(), self.lower.clone(), rel.to_vec());
         Ok(Box::new(DirFile::new(
             move || {
                 let mut v = vec![
-                    DirEntry { ino: st.st_ino, kind: libc::DT_DIR, name: b".".to_vec() },
-                    DirEntry { ino: parent_ino, kind: libc::DT_DIR, name: b"..".to_vec() },
+                    DirEntry {
+                        ino: st.st_ino,
+                        kind: libc::DT_DIR,
+                        name: b".".to_vec(),
+                    },
+                    DirEntry {
+                        ino: parent_ino,
+                        kind: libc::DT_DIR,
+                        name: b"..".to_vec(),
+                    },
                 ];
                 v.extend(merged_list(&u1, &l1, &r1)?);
                 Ok(v)
             },
-            move || Ok(merged_lstat(&u2, &l2, &r2).ok().filter(|s| s.st_ino == st.st_ino).unwrap_or(st)),
+            move || {
+                Ok(merged_lstat(&u2, &l2, &r2)
+                    .ok()
+                    .filter(|s| s.st_ino == st.st_ino)
+                    .unwrap_or(st))
+            },
         )))
     }
 }
@@ -272,7 +299,8 @@ impl MountFs for Overlay {
             Probe::Absent if !lp => Err(Errno::ENOENT),
             Probe::Absent => {
                 let acc = flags & libc::O_ACCMODE;
-                let writes = acc == libc::O_WRONLY || acc == libc::O_RDWR || flags & libc::O_TRUNC != 0;
+                let writes =
+                    acc == libc::O_WRONLY || acc == libc::O_RDWR || flags & libc::O_TRUNC != 0;
                 match st.file_type() {
                     libc::S_IFDIR => self.merged_dir(rel, *st),
                     libc::S_IFREG if !writes => self.lower.open_ops(rel, libc::O_RDONLY, st),
@@ -297,7 +325,10 @@ impl MountFs for Overlay {
                 return Err(Errno::EEXIST);
             }
             self.ensure_parent(rel)?;
-            self.upper.create_node(rel, NewNode::new(libc::S_IFREG | (mode & 0o7777), owner, Content::Empty))?
+            self.upper.create_node(
+                rel,
+                NewNode::new(libc::S_IFREG | (mode & 0o7777), owner, Content::Empty),
+            )?
         };
         self.upper.open_node(node, rel, flags)
     }
@@ -365,7 +396,8 @@ impl MountFs for Overlay {
             if flags & libc::RENAME_NOREPLACE != 0 {
                 return Err(Errno::EEXIST);
             }
-            if !exchange && nst.is_dir() && !merged_list(&self.upper, &self.lower, new)?.is_empty() {
+            if !exchange && nst.is_dir() && !merged_list(&self.upper, &self.lower, new)?.is_empty()
+            {
                 return Err(Errno::ENOTEMPTY);
             }
         } else if exchange {
@@ -442,8 +474,15 @@ mod tests {
         let mut buf = [0u8; 64];
         let n = f.read(&mut buf, Some(0)).unwrap();
         assert_eq!(&buf[..n], b"ROOT:x:0:0\n");
-        assert_eq!(ov.lstat(b"etc/passwd").unwrap().st_ino, st.st_ino, "copy-up keeps the inode number");
-        assert_eq!(std::fs::read(d.path().join("etc/passwd")).unwrap(), b"root:x:0:0\n");
+        assert_eq!(
+            ov.lstat(b"etc/passwd").unwrap().st_ino,
+            st.st_ino,
+            "copy-up keeps the inode number"
+        );
+        assert_eq!(
+            std::fs::read(d.path().join("etc/passwd")).unwrap(),
+            b"root:x:0:0\n"
+        );
     }
 
     #[test]
@@ -456,7 +495,8 @@ mod tests {
         ov.unlink(b"etc/sub/b").unwrap();
         ov.rmdir(b"etc/sub").unwrap();
         assert_eq!(names(&ov, b"etc"), ["passwd"]);
-        ov.mkdir(b"etc/sub", 0o755, Owner { uid: 0, gid: 0 }).unwrap();
+        ov.mkdir(b"etc/sub", 0o755, Owner { uid: 0, gid: 0 })
+            .unwrap();
         assert!(names(&ov, b"etc/sub").is_empty(), "recreated dir is opaque");
         assert!(d.path().join("etc/sub/a").exists());
     }

@@ -137,7 +137,11 @@ pub fn is_within(path: &[u8], dir: &[u8]) -> bool {
 /// The part of `path` below `dir` as a relative path (`b""` when equal).
 /// `path` must be within `dir` (see [`is_within`]).
 pub fn relative_to<'a>(path: &'a [u8], dir: &[u8]) -> &'a [u8] {
-    let rest = if dir == b"/" { path } else { &path[dir.len().min(path.len())..] };
+    let rest = if dir == b"/" {
+        path
+    } else {
+        &path[dir.len().min(path.len())..]
+    };
     let mut i = 0;
     while i < rest.len() && rest[i] == b'/' {
         i += 1;
@@ -185,7 +189,9 @@ mod tests {
         assert_eq!(check(b""), Err(Errno::ENOENT));
         assert_eq!(check(&vec![b'a'; 256]), Err(Errno::ENAMETOOLONG));
         assert!(check(&vec![b'a'; 255]).is_ok());
-        let long: Vec<u8> = std::iter::repeat_n(b"/abc".iter().copied(), 1024).flatten().collect();
+        let long: Vec<u8> = std::iter::repeat_n(b"/abc".iter().copied(), 1024)
+            .flatten()
+            .collect();
         assert_eq!(check(&long), Err(Errno::ENAMETOOLONG));
         assert_eq!(last_written_component(b"a/.."), Some(&b".."[..]));
         assert_eq!(last_written_component(b"///"), None);

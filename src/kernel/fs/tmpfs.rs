@@ -47,7 +47,10 @@ pub(crate) struct Space {
 
 impl Space {
     fn new(limit: Option<u64>) -> Space {
-        Space { limit, used: AtomicU64::new(0) }
+        Space {
+            limit,
+            used: AtomicU64::new(0),
+        }
     }
 
     /// Reserves up to `want` bytes; returns how many were granted.
@@ -62,7 +65,12 @@ impl Space {
             if grant == 0 {
                 return 0;
             }
-            match self.used.compare_exchange_weak(cur, cur + grant, Ordering::Relaxed, Ordering::Relaxed) {
+            match self.used.compare_exchange_weak(
+                cur,
+                cur + grant,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return grant,
                 Err(v) => cur = v,
             }
@@ -83,7 +91,11 @@ impl Space {
     }
 
     fn release(&self, n: u64) {
-        let _ = self.used.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(n)));
+        let _ = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(n))
+            });
     }
 
     fn used(&self) -> u64 {
@@ -155,7 +167,8 @@ pub(crate) struct Inode {
 
 /// A fresh close-on-exec memfd for file data.
 pub(crate) fn new_memfd() -> KResult<OwnedFd> {
-    nix::sys::memfd::memfd_create(c"rvisor-tmpfs", nix::sys::memfd::MFdFlags::MFD_CLOEXEC).map_err(Errno::from)
+    nix::sys::memfd::memfd_create(c"rvisor-tmpfs", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+        .map_err(Errno::from)
 }
 
 fn pwrite_all(fd: &OwnedFd, mut buf: &[u8], mut off: u64) -> KResult<()> {
@@ -204,7 +217,10 @@ impl Inode {
 
     fn has_nodes(&self) -> bool {
         match &self.kind {
-            Kind::Dir(d) => lock(d).entries.values().any(|e| matches!(e, Entry::Node(_))),
+            Kind::Dir(d) => lock(d)
+                .entries
+                .values()
+                .any(|e| matches!(e, Entry::Node(_))),
             _ => false,
         }
     }
@@ -230,7 +246,11 @@ impl Inode {
     fn drop_link(&self) {
         let t = now();
         let mut meta = lock(&self.meta);
-        meta.nlink = if self.is_dir() { 0 } else { meta.nlink.saturating_sub(1) };
+        meta.nlink = if self.is_dir() {
+            0
+        } else {
+            meta.nlink.saturating_sub(1)
+        };
         meta.ctime = t;
     }
 
@@ -240,8 +260,16 @@ impl Inode {
         let (size, nlink) = match &self.kind {
             Kind::Dir(d) => {
                 let d = lock(d);
-                let subdirs = d.entries.values().filter(|e| matches!(e, Entry::Node(n) if n.is_dir())).count() as u64;
-                let n = d.entries.values().filter(|e| matches!(e, Entry::Node(_))).count() as i64;
+                let subdirs = d
+                    .entries
+                    .values()
+                    .filter(|e| matches!(e, Entry::Node(n) if n.is_dir()))
+                    .count() as u64;
+                let n = d
+                    .entries
+                    .values()
+                    .filter(|e| matches!(e, Entry::Node(_)))
+                    .count() as i64;
                 (((n + 2) * 20), if m.nlink == 0 { 0 } else { 2 + subdirs })
             }
             Kind::File(f) => (lock(&f.state).size as i64, m.nlink),
@@ -258,7 +286,11 @@ impl Inode {
             st_rdev: m.rdev,
             st_size: size,
             st_blksize: 4096,
-            st_blocks: if matches!(self.kind, Kind::File(_)) { (size + 4095) / 4096 * 8 } else { 0 },
+            st_blocks: if matches!(self.kind, Kind::File(_)) {
+                (size + 4095) / 4096 * 8
+            } else {
+                0
+            },
             st_atime: m.atime.0,
             st_atime_nsec: m.atime.1,
             st_mtime: m.mtime.0,
@@ -357,7 +389,11 @@ impl Inode {
         if st.fd.is_none() && len > 0 {
             st.fd = Some(Arc::new(new_memfd()?));
         }
-        if let Some(Err(e)) = st.fd.as_ref().map(|fd| nix::unistd::ftruncate(&**fd, len as libc::off_t)) {
+        if let Some(Err(e)) = st
+            .fd
+            .as_ref()
+            .map(|fd| nix::unistd::ftruncate(&**fd, len as libc::off_t))
+        {
             if len > st.size {
                 f.space.release(len - st.size);
             }
@@ -453,7 +489,14 @@ pub(crate) struct NewNode {
 impl NewNode {
     /// A node with the given mode/owner/content, fresh ino, current times.
     pub(crate) fn new(mode: u32, owner: Owner, content: Content) -> NewNode {
-        NewNode { mode, owner, rdev: 0, ino: None, times: None, content }
+        NewNode {
+            mode,
+            owner,
+            rdev: 0,
+            ino: None,
+            times: None,
+            content,
+        }
     }
 }
 
@@ -499,7 +542,14 @@ impl Tmpfs {
     /// A fresh empty tmpfs whose root is owned by root with mode 01777
     /// (like /tmp), holding at most `limit` bytes of file data.
     pub fn new(limit: Option<u64>) -> Tmpfs {
-        Tmpfs::with_root(super::vfs::alloc_dev(), 1, 2, limit, libc::S_IFDIR | 0o1777, Owner { uid: 0, gid: 0 })
+        Tmpfs::with_root(
+            super::vfs::alloc_dev(),
+            1,
+            2,
+            limit,
+            libc::S_IFDIR | 0o1777,
+            Owner { uid: 0, gid: 0 },
+        )
     }
 
     /// A tmpfs with a given device number, root inode number, first inode
@@ -526,9 +576,18 @@ impl Tmpfs {
                 mtime: t,
                 ctime: t,
             }),
-            kind: Kind::Dir(Mutex::new(DirData { entries: BTreeMap::new(), opaque: false })),
+            kind: Kind::Dir(Mutex::new(DirData {
+                entries: BTreeMap::new(),
+                opaque: false,
+            })),
         });
-        Tmpfs { dev, next_ino: AtomicU64::new(first_ino), root, ns: Mutex::new(()), space: Arc::new(Space::new(limit)) }
+        Tmpfs {
+            dev,
+            next_ino: AtomicU64::new(first_ino),
+            root,
+            ns: Mutex::new(()),
+            space: Arc::new(Space::new(limit)),
+        }
     }
 
     /// The device number reported in `st_dev`.
@@ -568,7 +627,11 @@ impl Tmpfs {
             match cur.child(c)? {
                 None => return Ok((Probe::Absent, lower)),
                 Some(Entry::Whiteout) => {
-                    return if last { Ok((Probe::Whiteout, false)) } else { Err(Errno::ENOENT) };
+                    return if last {
+                        Ok((Probe::Whiteout, false))
+                    } else {
+                        Err(Errno::ENOENT)
+                    };
                 }
                 Some(Entry::Node(n)) => {
                     if last {
@@ -610,15 +673,23 @@ impl Tmpfs {
     fn make_inode(&self, spec: NewNode) -> KResult<Arc<Inode>> {
         let t = now();
         let [atime, mtime, ctime] = spec.times.unwrap_or([t, t, t]);
-        let ino = spec.ino.unwrap_or_else(|| self.next_ino.fetch_add(1, Ordering::Relaxed));
+        let ino = spec
+            .ino
+            .unwrap_or_else(|| self.next_ino.fetch_add(1, Ordering::Relaxed));
         let ftype = spec.mode & libc::S_IFMT;
         let kind = match spec.content {
-            Content::Dir { opaque } => Kind::Dir(Mutex::new(DirData { entries: BTreeMap::new(), opaque })),
+            Content::Dir { opaque } => Kind::Dir(Mutex::new(DirData {
+                entries: BTreeMap::new(),
+                opaque,
+            })),
             Content::Symlink(t) => Kind::Symlink(t),
             Content::Data(fd, size) => {
                 self.space.reserve_exact(size)?;
                 Kind::File(FileData {
-                    state: Mutex::new(FileState { fd: Some(Arc::new(fd)), size }),
+                    state: Mutex::new(FileState {
+                        fd: Some(Arc::new(fd)),
+                        size,
+                    }),
                     space: self.space.clone(),
                 })
             }
@@ -638,7 +709,11 @@ impl Tmpfs {
             Kind::File(_) => libc::S_IFREG,
             _ => ftype,
         } | (spec.mode & 0o7777);
-        let mode = if matches!(kind, Kind::Symlink(_)) { libc::S_IFLNK | 0o777 } else { mode };
+        let mode = if matches!(kind, Kind::Symlink(_)) {
+            libc::S_IFLNK | 0o777
+        } else {
+            mode
+        };
         Ok(Arc::new(Inode {
             ino,
             dev: self.dev,
@@ -665,7 +740,9 @@ impl Tmpfs {
             return Err(Errno::EEXIST);
         }
         let node = self.make_inode(spec)?;
-        dir.dir()?.entries.insert(name.to_vec(), Entry::Node(node.clone()));
+        dir.dir()?
+            .entries
+            .insert(name.to_vec(), Entry::Node(node.clone()));
         dir.touch(true, true);
         Ok(node)
     }
@@ -675,7 +752,9 @@ impl Tmpfs {
     /// a whiteout (hiding a lower-only name).
     pub(crate) fn remove(&self, rel: &[u8], how: Remove, whiteout: bool) -> KResult<()> {
         let _ns = lock(&self.ns);
-        let (dir, name) = self.parent_dir(rel).map_err(|e| if e == Errno::EEXIST { Errno::EBUSY } else { e })?;
+        let (dir, name) = self
+            .parent_dir(rel)
+            .map_err(|e| if e == Errno::EEXIST { Errno::EBUSY } else { e })?;
         let victim = match dir.child(name)? {
             Some(Entry::Node(n)) => Some(n),
             _ if whiteout => None,
@@ -706,10 +785,20 @@ impl Tmpfs {
 
     /// rename(2) within this tmpfs. `flags`: RENAME_NOREPLACE and
     /// RENAME_EXCHANGE. `whiteout_old` leaves a whiteout at `old`.
-    pub(crate) fn rename(&self, old: &[u8], new: &[u8], flags: u32, whiteout_old: bool) -> KResult<()> {
+    pub(crate) fn rename(
+        &self,
+        old: &[u8],
+        new: &[u8],
+        flags: u32,
+        whiteout_old: bool,
+    ) -> KResult<()> {
         let _ns = lock(&self.ns);
-        let (od, oname) = self.parent_dir(old).map_err(|e| if e == Errno::EEXIST { Errno::EBUSY } else { e })?;
-        let (nd, nname) = self.parent_dir(new).map_err(|e| if e == Errno::EEXIST { Errno::EBUSY } else { e })?;
+        let (od, oname) = self
+            .parent_dir(old)
+            .map_err(|e| if e == Errno::EEXIST { Errno::EBUSY } else { e })?;
+        let (nd, nname) = self
+            .parent_dir(new)
+            .map_err(|e| if e == Errno::EEXIST { Errno::EBUSY } else { e })?;
         let src = match od.child(oname)? {
             Some(Entry::Node(n)) => n,
             _ => return Err(Errno::ENOENT),
@@ -720,9 +809,15 @@ impl Tmpfs {
         };
         let exchange = flags & libc::RENAME_EXCHANGE != 0;
         if exchange {
-            let Some(dst) = dst else { return Err(Errno::ENOENT) };
-            od.dir()?.entries.insert(oname.to_vec(), Entry::Node(dst.clone()));
-            nd.dir()?.entries.insert(nname.to_vec(), Entry::Node(src.clone()));
+            let Some(dst) = dst else {
+                return Err(Errno::ENOENT);
+            };
+            od.dir()?
+                .entries
+                .insert(oname.to_vec(), Entry::Node(dst.clone()));
+            nd.dir()?
+                .entries
+                .insert(nname.to_vec(), Entry::Node(src.clone()));
             src.touch(false, true);
             dst.touch(false, true);
         } else {
@@ -748,7 +843,9 @@ impl Tmpfs {
                     o.entries.remove(oname);
                 }
             }
-            nd.dir()?.entries.insert(nname.to_vec(), Entry::Node(src.clone()));
+            nd.dir()?
+                .entries
+                .insert(nname.to_vec(), Entry::Node(src.clone()));
             if let Some(d) = dst {
                 d.drop_link();
             }
@@ -772,7 +869,9 @@ impl Tmpfs {
         if matches!(dir.child(name)?, Some(Entry::Node(_))) {
             return Err(Errno::EEXIST);
         }
-        dir.dir()?.entries.insert(name.to_vec(), Entry::Node(node.clone()));
+        dir.dir()?
+            .entries
+            .insert(name.to_vec(), Entry::Node(node.clone()));
         node.inc_nlink();
         dir.touch(true, true);
         Ok(())
@@ -813,7 +912,12 @@ impl Tmpfs {
     }
 
     /// Opens a node found at `rel` (directories list `rel`'s entries).
-    pub(crate) fn open_node(&self, node: Arc<Inode>, rel: &[u8], flags: i32) -> KResult<Box<dyn FileOps>> {
+    pub(crate) fn open_node(
+        &self,
+        node: Arc<Inode>,
+        rel: &[u8],
+        flags: i32,
+    ) -> KResult<Box<dyn FileOps>> {
         match &node.kind {
             Kind::File(_) => Ok(Box::new(TmpFile { node })),
             Kind::Dir(_) => {
@@ -825,13 +929,25 @@ impl Tmpfs {
                 Ok(Box::new(DirFile::new(
                     move || {
                         let mut v = vec![
-                            DirEntry { ino: n1.ino, kind: libc::DT_DIR, name: b".".to_vec() },
-                            DirEntry { ino: parent_ino, kind: libc::DT_DIR, name: b"..".to_vec() },
+                            DirEntry {
+                                ino: n1.ino,
+                                kind: libc::DT_DIR,
+                                name: b".".to_vec(),
+                            },
+                            DirEntry {
+                                ino: parent_ino,
+                                kind: libc::DT_DIR,
+                                name: b"..".to_vec(),
+                            },
                         ];
                         let d = n1.dir()?;
                         for (name, e) in d.entries.iter() {
                             if let Entry::Node(c) = e {
-                                v.push(DirEntry { ino: c.ino, kind: dtype_of(c.mode()), name: name.clone() });
+                                v.push(DirEntry {
+                                    ino: c.ino,
+                                    kind: dtype_of(c.mode()),
+                                    name: name.clone(),
+                                });
                             }
                         }
                         Ok(v)
@@ -889,13 +1005,23 @@ impl MountFs for Tmpfs {
     }
 
     fn create(&self, rel: &[u8], flags: i32, mode: u32, owner: Owner) -> KResult<Box<dyn FileOps>> {
-        let node = self.create_node(rel, NewNode::new(libc::S_IFREG | (mode & 0o7777), owner, Content::Empty))?;
+        let node = self.create_node(
+            rel,
+            NewNode::new(libc::S_IFREG | (mode & 0o7777), owner, Content::Empty),
+        )?;
         self.open_node(node, rel, flags)
     }
 
     fn mkdir(&self, rel: &[u8], mode: u32, owner: Owner) -> KResult<()> {
-        self.create_node(rel, NewNode::new(libc::S_IFDIR | (mode & 0o7777), owner, Content::Dir { opaque: true }))
-            .map(|_| ())
+        self.create_node(
+            rel,
+            NewNode::new(
+                libc::S_IFDIR | (mode & 0o7777),
+                owner,
+                Content::Dir { opaque: true },
+            ),
+        )
+        .map(|_| ())
     }
 
     fn mknod(&self, rel: &[u8], mode: u32, rdev: u64, owner: Owner) -> KResult<()> {
@@ -905,7 +1031,15 @@ impl MountFs for Tmpfs {
     }
 
     fn symlink(&self, rel: &[u8], target: &[u8], owner: Owner) -> KResult<()> {
-        self.create_node(rel, NewNode::new(libc::S_IFLNK | 0o777, owner, Content::Symlink(target.to_vec()))).map(|_| ())
+        self.create_node(
+            rel,
+            NewNode::new(
+                libc::S_IFLNK | 0o777,
+                owner,
+                Content::Symlink(target.to_vec()),
+            ),
+        )
+        .map(|_| ())
     }
 
     fn unlink(&self, rel: &[u8]) -> KResult<()> {
@@ -1020,11 +1154,22 @@ impl FifoEnd {
         }
         drop(st);
         fifo.wq.notify_all();
-        Ok(FifoEnd { node, fifo, read, write, peer_opens_at_open, peer_present_at_open })
+        Ok(FifoEnd {
+            node,
+            fifo,
+            read,
+            write,
+            peer_opens_at_open,
+            peer_present_at_open,
+        })
     }
 
     fn peer_seen(&self, st: &FifoState) -> bool {
-        let opens = if self.read { st.writer_opens } else { st.reader_opens };
+        let opens = if self.read {
+            st.writer_opens
+        } else {
+            st.reader_opens
+        };
         self.peer_present_at_open || opens > self.peer_opens_at_open
     }
 }
@@ -1039,7 +1184,11 @@ impl FileOps for FifoEnd {
             if buf.is_empty() {
                 return Ok(0);
             }
-            return if st.writers == 0 && self.peer_seen(&st) { Ok(0) } else { Err(Errno::EAGAIN) };
+            return if st.writers == 0 && self.peer_seen(&st) {
+                Ok(0)
+            } else {
+                Err(Errno::EAGAIN)
+            };
         }
         let n = buf.len().min(st.buf.len());
         for (i, b) in st.buf.drain(..n).enumerate() {
@@ -1056,7 +1205,11 @@ impl FileOps for FifoEnd {
         }
         let mut st = lock(&self.fifo.st);
         if st.readers == 0 {
-            return if self.peer_seen(&st) { Err(Errno::EPIPE) } else { Err(Errno::EAGAIN) };
+            return if self.peer_seen(&st) {
+                Err(Errno::EPIPE)
+            } else {
+                Err(Errno::EAGAIN)
+            };
         }
         if buf.is_empty() {
             return Ok(0);
@@ -1090,7 +1243,8 @@ impl FileOps for FifoEnd {
         if self.write {
             if st.readers == 0 && self.peer_seen(&st) {
                 ev |= PollEvents::ERR;
-            } else if st.readers > 0 && FIFO_CAPACITY - st.buf.len().min(FIFO_CAPACITY) >= PIPE_BUF {
+            } else if st.readers > 0 && FIFO_CAPACITY - st.buf.len().min(FIFO_CAPACITY) >= PIPE_BUF
+            {
                 ev |= PollEvents::OUT | PollEvents::WRNORM;
             }
         }
@@ -1126,7 +1280,10 @@ mod tests {
     use super::*;
 
     fn owner() -> Owner {
-        Owner { uid: 1000, gid: 1000 }
+        Owner {
+            uid: 1000,
+            gid: 1000,
+        }
     }
 
     #[test]
@@ -1149,7 +1306,10 @@ mod tests {
         fs.mkdir(b"d/sub", 0o700, owner()).unwrap();
         assert_eq!(fs.lstat(b"d").unwrap().st_nlink, 3);
         assert_eq!(fs.lstat(b"").unwrap().st_nlink, 3);
-        assert_ne!(fs.lstat(b"d/sub").unwrap().st_ino, fs.lstat(b"d").unwrap().st_ino);
+        assert_ne!(
+            fs.lstat(b"d/sub").unwrap().st_ino,
+            fs.lstat(b"d").unwrap().st_ino
+        );
     }
 
     #[test]
@@ -1179,7 +1339,9 @@ mod tests {
         let fs = Tmpfs::new(None);
         let f = fs.create(b"m", libc::O_RDWR, 0o644, owner()).unwrap();
         f.write(b"abcdef", Some(0)).unwrap();
-        let MmapSource::HostFd(fd) = f.mmap_source().unwrap() else { panic!("not a host fd") };
+        let MmapSource::HostFd(fd) = f.mmap_source().unwrap() else {
+            panic!("not a host fd")
+        };
         let mut buf = [0u8; 6];
         nix::sys::uio::pread(&*fd, &mut buf, 0).unwrap();
         assert_eq!(&buf, b"abcdef");
@@ -1207,14 +1369,23 @@ mod tests {
         assert_eq!(fs.lstat(b"a/f").unwrap().st_nlink, 2);
         MountFs::rename(&fs, b"a/f", b"b/h", 0).unwrap();
         assert_eq!(fs.lstat(b"a/f").err(), Some(Errno::ENOENT));
-        assert_eq!(fs.lstat(b"b/h").unwrap().st_ino, fs.lstat(b"b/g").unwrap().st_ino);
+        assert_eq!(
+            fs.lstat(b"b/h").unwrap().st_ino,
+            fs.lstat(b"b/g").unwrap().st_ino
+        );
         // Same inode: no-op.
         MountFs::rename(&fs, b"b/h", b"b/g", 0).unwrap();
         assert!(fs.lstat(b"b/h").is_ok());
         fs.unlink(b"b/h").unwrap();
         assert_eq!(fs.lstat(b"b/g").unwrap().st_nlink, 1);
-        assert_eq!(MountFs::rename(&fs, b"a", b"b", 0).err(), Some(Errno::ENOTEMPTY));
-        assert_eq!(MountFs::rename(&fs, b"b/g", b"a", 0).err(), Some(Errno::EISDIR));
+        assert_eq!(
+            MountFs::rename(&fs, b"a", b"b", 0).err(),
+            Some(Errno::ENOTEMPTY)
+        );
+        assert_eq!(
+            MountFs::rename(&fs, b"b/g", b"a", 0).err(),
+            Some(Errno::EISDIR)
+        );
         MountFs::rename(&fs, b"a", b"b", libc::RENAME_EXCHANGE).unwrap();
         assert!(fs.lstat(b"a/g").is_ok());
         assert_eq!(fs.rmdir(b"a").err(), Some(Errno::ENOTEMPTY));

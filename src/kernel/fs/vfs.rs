@@ -30,7 +30,9 @@ pub type Timestamp = (i64, i64);
 
 /// The current time.
 pub(crate) fn now() -> Timestamp {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     (d.as_secs() as i64, d.subsec_nanos() as i64)
 }
 
@@ -95,7 +97,11 @@ pub fn permits(creds: &Creds, st: &Stat, want: u32) -> bool {
 }
 
 fn check_perm(creds: &Creds, st: &Stat, want: u32) -> KResult<()> {
-    if permits(creds, st, want) { Ok(()) } else { Err(Errno::EACCES) }
+    if permits(creds, st, want) {
+        Ok(())
+    } else {
+        Err(Errno::EACCES)
+    }
 }
 
 /// `struct statfs` as x86_64 Linux lays it out.
@@ -260,7 +266,11 @@ impl DirFile {
         list: impl Fn() -> KResult<Vec<DirEntry>> + Send + Sync + 'static,
         stat: impl Fn() -> KResult<Stat> + Send + Sync + 'static,
     ) -> DirFile {
-        DirFile { list: Box::new(list), stat: Box::new(stat), cache: Mutex::new(None) }
+        DirFile {
+            list: Box::new(list),
+            stat: Box::new(stat),
+            cache: Mutex::new(None),
+        }
     }
 }
 
@@ -337,19 +347,39 @@ impl MountFs for Synth {
                 let parent = if r1.is_empty() {
                     me.st_ino
                 } else {
-                    fs1.stat(path::split_last(&r1).0).map(|s| s.st_ino).unwrap_or(me.st_ino)
+                    fs1.stat(path::split_last(&r1).0)
+                        .map(|s| s.st_ino)
+                        .unwrap_or(me.st_ino)
                 };
                 let mut v = vec![
-                    DirEntry { ino: me.st_ino, kind: libc::DT_DIR, name: b".".to_vec() },
-                    DirEntry { ino: parent, kind: libc::DT_DIR, name: b"..".to_vec() },
+                    DirEntry {
+                        ino: me.st_ino,
+                        kind: libc::DT_DIR,
+                        name: b".".to_vec(),
+                    },
+                    DirEntry {
+                        ino: parent,
+                        kind: libc::DT_DIR,
+                        name: b"..".to_vec(),
+                    },
                 ];
-                v.extend(fs1.readdir(&r1)?.into_iter().filter(|e| e.name != b"." && e.name != b".."));
+                v.extend(
+                    fs1.readdir(&r1)?
+                        .into_iter()
+                        .filter(|e| e.name != b"." && e.name != b".."),
+                );
                 Ok(v)
             },
             move || fs2.stat(&r2),
         )))
     }
-    fn create(&self, _rel: &[u8], _flags: i32, _mode: u32, _owner: Owner) -> KResult<Box<dyn FileOps>> {
+    fn create(
+        &self,
+        _rel: &[u8],
+        _flags: i32,
+        _mode: u32,
+        _owner: Owner,
+    ) -> KResult<Box<dyn FileOps>> {
         Err(Errno::EACCES)
     }
     fn mkdir(&self, _rel: &[u8], _mode: u32, _owner: Owner) -> KResult<()> {
@@ -380,7 +410,13 @@ impl MountFs for Synth {
         Ok(())
     }
     fn statfs(&self, _rel: &[u8]) -> KResult<StatFs> {
-        Ok(StatFs { f_type: self.0.fs_magic(), f_bsize: 4096, f_namelen: 255, f_frsize: 4096, ..StatFs::default() })
+        Ok(StatFs {
+            f_type: self.0.fs_magic(),
+            f_bsize: 4096,
+            f_namelen: 255,
+            f_frsize: 4096,
+            ..StatFs::default()
+        })
     }
     fn fs_type(&self) -> &'static str {
         self.0.fs_name()
@@ -459,7 +495,8 @@ fn last_kind(p: &[u8]) -> Last {
 }
 
 /// Flags that describe how a file was opened, not the open description.
-const OPEN_ONLY_FLAGS: i32 = libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_TRUNC | libc::O_CLOEXEC;
+const OPEN_ONLY_FLAGS: i32 =
+    libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_TRUNC | libc::O_CLOEXEC;
 
 /// The sandbox's file namespace (see the module docs). `Send + Sync`;
 /// share it as `Arc<Vfs>`.
@@ -472,7 +509,10 @@ static_assertions::assert_impl_all!(Vfs: Send, Sync);
 impl std::fmt::Debug for Vfs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mounts = self.mounts.read().unwrap_or_else(|e| e.into_inner());
-        let at: Vec<String> = mounts.iter().map(|m| String::from_utf8_lossy(&m.at).into_owned()).collect();
+        let at: Vec<String> = mounts
+            .iter()
+            .map(|m| String::from_utf8_lossy(&m.at).into_owned())
+            .collect();
         write!(f, "Vfs({:?}, mounts={:?})", self.mode, at)
     }
 }
@@ -485,12 +525,15 @@ impl Vfs {
         let dev = alloc_dev();
         let host = HostFs::new(host_root, mode == RootMode::Direct, dev)?;
         let root: Arc<dyn MountFs> = match mode {
-            RootMode::Overlay => {
-                Arc::new(Overlay::new(Arc::new(host)).map_err(|e| std::io::Error::from_raw_os_error(e.0))?)
-            }
+            RootMode::Overlay => Arc::new(
+                Overlay::new(Arc::new(host)).map_err(|e| std::io::Error::from_raw_os_error(e.0))?,
+            ),
             RootMode::ReadOnly | RootMode::Direct => Arc::new(host),
         };
-        let vfs = Vfs { mode, mounts: RwLock::new(Vec::new()) };
+        let vfs = Vfs {
+            mode,
+            mounts: RwLock::new(Vec::new()),
+        };
         vfs.add_mount(b"/", root);
         vfs.mount(b"/dev", Arc::new(DevFs::new()));
         vfs.mount_tmpfs(b"/dev/shm", None);
@@ -506,7 +549,11 @@ impl Vfs {
         let at = path::normalize(b"/", at);
         let mut mounts = self.mounts.write().unwrap_or_else(|e| e.into_inner());
         mounts.retain(|m| m.at != at);
-        mounts.push(Mount { at, id: NEXT_MOUNT_ID.fetch_add(1, Ordering::Relaxed), fs });
+        mounts.push(Mount {
+            at,
+            id: NEXT_MOUNT_ID.fetch_add(1, Ordering::Relaxed),
+            fs,
+        });
         mounts.sort_by_key(|m| std::cmp::Reverse(m.at.len()));
     }
 
@@ -535,7 +582,13 @@ impl Vfs {
         let empty = match self.stat(b"/", &at, true) {
             Err(Errno::ENOENT) => true,
             Ok(st) if st.is_dir() => self
-                .open(b"/", &at, libc::O_RDONLY | libc::O_DIRECTORY, 0, &Creds::root())
+                .open(
+                    b"/",
+                    &at,
+                    libc::O_RDONLY | libc::O_DIRECTORY,
+                    0,
+                    &Creds::root(),
+                )
                 .and_then(|f| f.ops.readdir(0))
                 .map(|v| v.iter().all(|e| e.name == b"." || e.name == b".."))
                 .unwrap_or(false),
@@ -555,7 +608,11 @@ impl Vfs {
         order.sort_by_key(|m| (m.at.len(), m.id));
         order
             .into_iter()
-            .map(|m| MountInfo { path: m.at.clone(), fs_type: m.fs.fs_type(), read_only: m.fs.read_only() })
+            .map(|m| MountInfo {
+                path: m.at.clone(),
+                fs_type: m.fs.fs_type(),
+                read_only: m.fs.read_only(),
+            })
             .collect()
     }
 
@@ -568,22 +625,38 @@ impl Vfs {
         let mut mounts = self.mounts.write().unwrap_or_else(|e| e.into_inner());
         let before = mounts.len();
         mounts.retain(|m| m.at != at);
-        if mounts.len() == before { Err(Errno::EINVAL) } else { Ok(()) }
+        if mounts.len() == before {
+            Err(Errno::EINVAL)
+        } else {
+            Ok(())
+        }
     }
 
     fn locate<'p>(&self, abs: &'p [u8]) -> Loc<'p> {
         let mounts = self.mounts.read().unwrap_or_else(|e| e.into_inner());
         for m in mounts.iter() {
             if path::is_within(abs, &m.at) {
-                return Loc { fs: m.fs.clone(), rel: path::relative_to(abs, &m.at), id: m.id };
+                return Loc {
+                    fs: m.fs.clone(),
+                    rel: path::relative_to(abs, &m.at),
+                    id: m.id,
+                };
             }
         }
         // "/" is always mounted; this is unreachable in practice.
         let m = mounts.last().map(|m| (m.fs.clone(), m.id));
         drop(mounts);
         match m {
-            Some((fs, id)) => Loc { fs, rel: path::relative_to(abs, b"/"), id },
-            None => Loc { fs: Arc::new(Tmpfs::new(Some(0))), rel: b"", id: 0 },
+            Some((fs, id)) => Loc {
+                fs,
+                rel: path::relative_to(abs, b"/"),
+                id,
+            },
+            None => Loc {
+                fs: Arc::new(Tmpfs::new(Some(0))),
+                rel: b"",
+                id: 0,
+            },
         }
     }
 
@@ -602,7 +675,13 @@ impl Vfs {
             .collect();
         drop(mounts);
         list.into_iter()
-            .filter_map(|(name, fs)| fs.lstat(b"").ok().map(|st| DirEntry { ino: st.st_ino, kind: libc::DT_DIR, name }))
+            .filter_map(|(name, fs)| {
+                fs.lstat(b"").ok().map(|st| DirEntry {
+                    ino: st.st_ino,
+                    kind: libc::DT_DIR,
+                    name,
+                })
+            })
             .collect()
     }
 
@@ -611,7 +690,11 @@ impl Vfs {
         path::check(p)?;
         let creds = creds.filter(|c| !c.is_root());
         let mut must_dir = p.last() == Some(&b'/');
-        let mut cur: Vec<u8> = if p.first() == Some(&b'/') { b"/".to_vec() } else { path::normalize(b"/", cwd) };
+        let mut cur: Vec<u8> = if p.first() == Some(&b'/') {
+            b"/".to_vec()
+        } else {
+            path::normalize(b"/", cwd)
+        };
         let mut cur_st: Option<Stat> = None;
         let mut queue: VecDeque<Vec<u8>> = components(p).map(|c| c.to_vec()).collect();
         let mut links = 0u32;
@@ -643,7 +726,13 @@ impl Vfs {
             let st = match self.lstat_abs(&cand) {
                 Ok(st) => st,
                 Err(e) if e == Errno::ENOENT && last => {
-                    return Ok(Walked { r: Found::Missing { parent: cur, name: c }, must_dir });
+                    return Ok(Walked {
+                        r: Found::Missing {
+                            parent: cur,
+                            name: c,
+                        },
+                        must_dir,
+                    });
                 }
                 Err(e) => return Err(e),
             };
@@ -663,7 +752,10 @@ impl Vfs {
                     let target = match loc.fs.magic_link(loc.rel) {
                         Some(file) => {
                             if last {
-                                return Ok(Walked { r: Found::Magic { path: cand, file }, must_dir });
+                                return Ok(Walked {
+                                    r: Found::Magic { path: cand, file },
+                                    must_dir,
+                                });
                             }
                             if file.path.first() != Some(&b'/') {
                                 return Err(Errno::ENOTDIR);
@@ -702,13 +794,19 @@ impl Vfs {
             if must_dir && !st.is_dir() && st.file_type() != libc::S_IFLNK {
                 return Err(Errno::ENOTDIR);
             }
-            return Ok(Walked { r: Found::Node { path: cand, st }, must_dir });
+            return Ok(Walked {
+                r: Found::Node { path: cand, st },
+                must_dir,
+            });
         }
         let st = match cur_st {
             Some(s) => s,
             None => self.lstat_abs(&cur)?,
         };
-        Ok(Walked { r: Found::Node { path: cur, st }, must_dir })
+        Ok(Walked {
+            r: Found::Node { path: cur, st },
+            must_dir,
+        })
     }
 
     /// An existing node: magic links with a path are re-resolved by it.
@@ -730,7 +828,13 @@ impl Vfs {
 
     fn owner_for(creds: &Creds, parent: &Stat) -> (Owner, bool) {
         let sgid = parent.st_mode & libc::S_ISGID != 0;
-        (Owner { uid: creds.uid, gid: if sgid { parent.st_gid } else { creds.gid } }, sgid)
+        (
+            Owner {
+                uid: creds.uid,
+                gid: if sgid { parent.st_gid } else { creds.gid },
+            },
+            sgid,
+        )
     }
 
     /// Checks that a new entry may be made in `parent` and says where.
@@ -750,17 +854,31 @@ impl Vfs {
     /// The canonical absolute path of `path`: every symlink resolved (the
     /// final one only if `follow`). ENOENT if it does not exist.
     pub fn resolve(&self, cwd: &[u8], path: &[u8], follow: bool) -> KResult<Vec<u8>> {
-        let w = self.walk(cwd, path, if follow { Follow::Yes } else { Follow::No }, None)?;
+        let w = self.walk(
+            cwd,
+            path,
+            if follow { Follow::Yes } else { Follow::No },
+            None,
+        )?;
         match w.r {
             Found::Node { path, .. } => Ok(path),
-            Found::Magic { path, file } => Ok(if file.path.first() == Some(&b'/') { file.path.clone() } else { path }),
+            Found::Magic { path, file } => Ok(if file.path.first() == Some(&b'/') {
+                file.path.clone()
+            } else {
+                path
+            }),
             Found::Missing { .. } => Err(Errno::ENOENT),
         }
     }
 
     /// stat (`follow`) or lstat.
     pub fn stat(&self, cwd: &[u8], path: &[u8], follow: bool) -> KResult<Stat> {
-        let w = self.walk(cwd, path, if follow { Follow::Yes } else { Follow::No }, None)?;
+        let w = self.walk(
+            cwd,
+            path,
+            if follow { Follow::Yes } else { Follow::No },
+            None,
+        )?;
         match w.r {
             Found::Node { st, .. } => Ok(st),
             Found::Magic { file, .. } => file.ops.stat(),
@@ -785,7 +903,14 @@ impl Vfs {
     /// keeps `flags` minus O_CREAT/O_EXCL/O_NOCTTY/O_TRUNC/O_CLOEXEC.
     /// O_APPEND is the caller's (it writes at the size); O_TMPFILE gives
     /// EOPNOTSUPP. FIFOs open without blocking (see tmpfs).
-    pub fn open(&self, cwd: &[u8], path: &[u8], flags: i32, mode: u32, creds: &Creds) -> KResult<Arc<OpenFile>> {
+    pub fn open(
+        &self,
+        cwd: &[u8],
+        path: &[u8],
+        flags: i32,
+        mode: u32,
+        creds: &Creds,
+    ) -> KResult<Arc<OpenFile>> {
         self.open_at_depth(cwd, path, flags, mode, creds, 0)
     }
 
@@ -808,7 +933,11 @@ impl Vfs {
         }
         let creat = flags & libc::O_CREAT != 0 && !opath;
         let excl = creat && flags & libc::O_EXCL != 0;
-        let follow = if flags & libc::O_NOFOLLOW != 0 || excl { Follow::No } else { Follow::Yes };
+        let follow = if flags & libc::O_NOFOLLOW != 0 || excl {
+            Follow::No
+        } else {
+            Follow::Yes
+        };
         let stored = flags & !OPEN_ONLY_FLAGS;
         if creat && path.len() > 1 && path.last() == Some(&b'/') {
             // O_CREAT with a trailing slash: EISDIR once the parent resolves.
@@ -860,7 +989,10 @@ impl Vfs {
                 let loc = self.locate(&p);
                 if ft == libc::S_IFLNK {
                     if opath && flags & libc::O_NOFOLLOW != 0 {
-                        let ops = Box::new(PathFile { fs: loc.fs.clone(), rel: loc.rel.to_vec() });
+                        let ops = Box::new(PathFile {
+                            fs: loc.fs.clone(),
+                            rel: loc.rel.to_vec(),
+                        });
                         return Ok(OpenFile::new(ops, stored, p.clone()));
                     }
                     return Err(Errno::ELOOP);
@@ -869,7 +1001,10 @@ impl Vfs {
                     return Err(Errno::ENOTDIR);
                 }
                 if opath {
-                    let ops = Box::new(PathFile { fs: loc.fs.clone(), rel: loc.rel.to_vec() });
+                    let ops = Box::new(PathFile {
+                        fs: loc.fs.clone(),
+                        rel: loc.rel.to_vec(),
+                    });
                     return Ok(OpenFile::new(ops, stored, p.clone()));
                 }
                 let writes = acc == libc::O_WRONLY || acc == libc::O_RDWR;
@@ -885,15 +1020,29 @@ impl Vfs {
                     want |= 2;
                 }
                 check_perm(creds, &st, want)?;
-                if (writes || trunc) && (ft == libc::S_IFREG || ft == libc::S_IFDIR) && loc.fs.read_only() {
+                if (writes || trunc)
+                    && (ft == libc::S_IFREG || ft == libc::S_IFDIR)
+                    && loc.fs.read_only()
+                {
                     return Err(Errno::EROFS);
                 }
                 if trunc && st.st_size != 0 {
                     let t = now();
-                    loc.fs.setattr(loc.rel, &SetAttr { size: Some(0), mtime: Some(t), ..SetAttr::default() })?;
+                    loc.fs.setattr(
+                        loc.rel,
+                        &SetAttr {
+                            size: Some(0),
+                            mtime: Some(t),
+                            ..SetAttr::default()
+                        },
+                    )?;
                 }
                 let ops = loc.fs.open(loc.rel, flags, &st)?;
-                let ops = if st.is_dir() { self.with_mounts(&p, ops) } else { ops };
+                let ops = if st.is_dir() {
+                    self.with_mounts(&p, ops)
+                } else {
+                    ops
+                };
                 Ok(OpenFile::new(ops, stored, p.clone()))
             }
         }
@@ -922,11 +1071,23 @@ impl Vfs {
     }
 
     /// access(2)/faccessat(2): F_OK (0) or a mask of R_OK/W_OK/X_OK.
-    pub fn access(&self, cwd: &[u8], path: &[u8], mode: i32, follow: bool, creds: &Creds) -> KResult<()> {
+    pub fn access(
+        &self,
+        cwd: &[u8],
+        path: &[u8],
+        mode: i32,
+        follow: bool,
+        creds: &Creds,
+    ) -> KResult<()> {
         if mode & !7 != 0 {
             return Err(Errno::EINVAL);
         }
-        let w = self.walk(cwd, path, if follow { Follow::Yes } else { Follow::No }, Some(creds))?;
+        let w = self.walk(
+            cwd,
+            path,
+            if follow { Follow::Yes } else { Follow::No },
+            Some(creds),
+        )?;
         let (p, st) = match w.r {
             Found::Node { path, st } => (path, st),
             Found::Magic { file, .. } => (file.path.clone(), file.ops.stat()?),
@@ -953,7 +1114,9 @@ impl Vfs {
             return Err(Errno::EEXIST);
         }
         let w = self.walk(cwd, path, Follow::Never, Some(creds))?;
-        let Found::Missing { parent, name } = w.r else { return Err(Errno::EEXIST) };
+        let Found::Missing { parent, name } = w.r else {
+            return Err(Errno::EEXIST);
+        };
         let (loc, pst) = self.prepare_create(&parent, creds)?;
         let (owner, sgid) = Vfs::owner_for(creds, &pst);
         let mode = (mode & 0o1777) | if sgid { libc::S_ISGID } else { 0 };
@@ -961,7 +1124,14 @@ impl Vfs {
     }
 
     /// mknod(2): regular files, FIFOs and sockets; device nodes give EPERM.
-    pub fn mknod(&self, cwd: &[u8], path: &[u8], mode: u32, dev: u64, creds: &Creds) -> KResult<()> {
+    pub fn mknod(
+        &self,
+        cwd: &[u8],
+        path: &[u8],
+        mode: u32,
+        dev: u64,
+        creds: &Creds,
+    ) -> KResult<()> {
         let ftype = mode & libc::S_IFMT;
         match ftype {
             0 | libc::S_IFREG | libc::S_IFIFO | libc::S_IFSOCK => {}
@@ -973,7 +1143,9 @@ impl Vfs {
             return Err(Errno::EEXIST);
         }
         let w = self.walk(cwd, path, Follow::Never, Some(creds))?;
-        let Found::Missing { parent, name } = w.r else { return Err(Errno::EEXIST) };
+        let Found::Missing { parent, name } = w.r else {
+            return Err(Errno::EEXIST);
+        };
         if w.must_dir {
             return Err(Errno::ENOENT);
         }
@@ -981,7 +1153,9 @@ impl Vfs {
         let (owner, _) = Vfs::owner_for(creds, &pst);
         let rel = join_rel(loc.rel, &name);
         if ftype == 0 || ftype == libc::S_IFREG {
-            loc.fs.create(&rel, libc::O_RDONLY, mode & 0o7777, owner).map(|_| ())
+            loc.fs
+                .create(&rel, libc::O_RDONLY, mode & 0o7777, owner)
+                .map(|_| ())
         } else {
             loc.fs.mknod(&rel, ftype | (mode & 0o7777), dev, owner)
         }
@@ -992,7 +1166,9 @@ impl Vfs {
     fn name_op(&self, cwd: &[u8], path: &[u8], creds: &Creds) -> KResult<(Vec<u8>, Stat, bool)> {
         let w = self.walk(cwd, path, Follow::Never, Some(creds))?;
         let must_dir = w.must_dir;
-        let Found::Node { path: p, st } = w.r else { return Err(Errno::ENOENT) };
+        let Found::Node { path: p, st } = w.r else {
+            return Err(Errno::ENOENT);
+        };
         Ok((p, st, must_dir))
     }
 
@@ -1140,7 +1316,13 @@ impl Vfs {
     }
 
     /// symlink(2): a link at `linkpath` pointing to `target`.
-    pub fn symlink(&self, target: &[u8], cwd: &[u8], linkpath: &[u8], creds: &Creds) -> KResult<()> {
+    pub fn symlink(
+        &self,
+        target: &[u8],
+        cwd: &[u8],
+        linkpath: &[u8],
+        creds: &Creds,
+    ) -> KResult<()> {
         if target.is_empty() {
             return Err(Errno::ENOENT);
         }
@@ -1152,7 +1334,9 @@ impl Vfs {
             return Err(Errno::EEXIST);
         }
         let w = self.walk(cwd, linkpath, Follow::Never, Some(creds))?;
-        let Found::Missing { parent, name } = w.r else { return Err(Errno::EEXIST) };
+        let Found::Missing { parent, name } = w.r else {
+            return Err(Errno::EEXIST);
+        };
         if w.must_dir {
             return Err(Errno::ENOENT);
         }
@@ -1171,7 +1355,12 @@ impl Vfs {
         follow: bool,
         creds: &Creds,
     ) -> KResult<()> {
-        let wo = self.walk(cwd_old, old, if follow { Follow::Yes } else { Follow::Never }, Some(creds))?;
+        let wo = self.walk(
+            cwd_old,
+            old,
+            if follow { Follow::Yes } else { Follow::Never },
+            Some(creds),
+        )?;
         let (op, ost) = self.existing(wo)?;
         if ost.is_dir() {
             return Err(Errno::EPERM);
@@ -1181,7 +1370,9 @@ impl Vfs {
             return Err(Errno::EEXIST);
         }
         let wn = self.walk(cwd_new, new, Follow::Never, Some(creds))?;
-        let Found::Missing { parent, name } = wn.r else { return Err(Errno::EEXIST) };
+        let Found::Missing { parent, name } = wn.r else {
+            return Err(Errno::EEXIST);
+        };
         if wn.must_dir {
             return Err(Errno::ENOENT);
         }
@@ -1193,8 +1384,19 @@ impl Vfs {
         ol.fs.link(ol.rel, &join_rel(nl.rel, &name))
     }
 
-    fn attr_target(&self, cwd: &[u8], path: &[u8], follow: bool, creds: &Creds) -> KResult<(Vec<u8>, Stat)> {
-        let w = self.walk(cwd, path, if follow { Follow::Yes } else { Follow::No }, Some(creds))?;
+    fn attr_target(
+        &self,
+        cwd: &[u8],
+        path: &[u8],
+        follow: bool,
+        creds: &Creds,
+    ) -> KResult<(Vec<u8>, Stat)> {
+        let w = self.walk(
+            cwd,
+            path,
+            if follow { Follow::Yes } else { Follow::No },
+            Some(creds),
+        )?;
         let (p, st) = self.existing(w)?;
         if self.locate(&p).fs.read_only() {
             return Err(Errno::EROFS);
@@ -1220,7 +1422,13 @@ impl Vfs {
         if !creds.is_root() && !st.is_dir() && !creds.in_group(st.st_gid) {
             m &= !libc::S_ISGID;
         }
-        self.setattr(&p, &SetAttr { mode: Some(m), ..SetAttr::default() })
+        self.setattr(
+            &p,
+            &SetAttr {
+                mode: Some(m),
+                ..SetAttr::default()
+            },
+        )
     }
 
     /// chown(2)/lchown(2)/fchownat(2); `None` leaves an id unchanged.
@@ -1251,7 +1459,11 @@ impl Vfs {
         if uid.is_none() && gid.is_none() {
             return Ok(());
         }
-        let mut attr = SetAttr { uid, gid, ..SetAttr::default() };
+        let mut attr = SetAttr {
+            uid,
+            gid,
+            ..SetAttr::default()
+        };
         let ft = st.file_type();
         if ft != libc::S_IFDIR && ft != libc::S_IFLNK {
             let old = st.st_mode & 0o7777;
@@ -1305,7 +1517,14 @@ impl Vfs {
             }
             check_perm(creds, &st, 2)?;
         }
-        self.setattr(&p, &SetAttr { atime: resolved[0], mtime: resolved[1], ..SetAttr::default() })
+        self.setattr(
+            &p,
+            &SetAttr {
+                atime: resolved[0],
+                mtime: resolved[1],
+                ..SetAttr::default()
+            },
+        )
     }
 
     /// truncate(2).
@@ -1325,7 +1544,14 @@ impl Vfs {
         if self.locate(&p).fs.read_only() {
             return Err(Errno::EROFS);
         }
-        self.setattr(&p, &SetAttr { size: Some(len), mtime: Some(now()), ..SetAttr::default() })
+        self.setattr(
+            &p,
+            &SetAttr {
+                size: Some(len),
+                mtime: Some(now()),
+                ..SetAttr::default()
+            },
+        )
     }
 
     /// statfs(2) of the filesystem holding `path`.
@@ -1354,7 +1580,11 @@ mod tests {
     }
 
     fn user() -> Creds {
-        Creds { uid: 1000, gid: 1000, groups: vec![] }
+        Creds {
+            uid: 1000,
+            gid: 1000,
+            groups: vec![],
+        }
     }
 
     /// A host tree: outer/secret (must never be reachable) and
@@ -1379,9 +1609,11 @@ mod tests {
             std::fs::write(r.join("etc/sub/deeper/c"), b"CCCC").unwrap();
             std::fs::write(r.join("usr/lib/libc.so"), vec![0x7fu8; 10_000]).unwrap();
             std::fs::write(r.join("private"), b"root only").unwrap();
-            std::fs::set_permissions(r.join("private"), std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::fs::set_permissions(r.join("private"), std::fs::Permissions::from_mode(0o600))
+                .unwrap();
             std::fs::write(r.join("script"), b"#!/bin/sh\n").unwrap();
-            std::fs::set_permissions(r.join("script"), std::fs::Permissions::from_mode(0o644)).unwrap();
+            std::fs::set_permissions(r.join("script"), std::fs::Permissions::from_mode(0o644))
+                .unwrap();
             symlink("usr/lib", r.join("lib")).unwrap();
             symlink(o.join("secret"), r.join("abs_escape")).unwrap();
             symlink("../../../../../../../../secret", r.join("rel_escape")).unwrap();
@@ -1410,7 +1642,10 @@ mod tests {
     /// content or target).
     fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
         fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
-            let mut names: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+            let mut names: Vec<_> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
             names.sort();
             for p in names {
                 let m = std::fs::symlink_metadata(&p).unwrap();
@@ -1421,7 +1656,13 @@ mod tests {
                     walk(base, &p, out);
                     format!("dir {:o} {} {} {}", m.mode(), m.uid(), m.gid(), m.mtime())
                 } else {
-                    format!("file {:o} {} {:?} {}", m.mode(), m.nlink(), std::fs::read(&p).unwrap(), m.mtime())
+                    format!(
+                        "file {:o} {} {:?} {}",
+                        m.mode(),
+                        m.nlink(),
+                        std::fs::read(&p).unwrap(),
+                        m.mtime()
+                    )
                 };
                 out.insert(rel, desc);
             }
@@ -1449,14 +1690,23 @@ mod tests {
     }
 
     fn write_file(v: &Vfs, p: &str, data: &[u8]) {
-        let f = v.open(b"/", p.as_bytes(), CREAT | libc::O_TRUNC, 0o644, &root()).unwrap();
+        let f = v
+            .open(b"/", p.as_bytes(), CREAT | libc::O_TRUNC, 0o644, &root())
+            .unwrap();
         assert_eq!(f.ops.write(data, Some(0)).unwrap(), data.len());
     }
 
     fn ls(v: &Vfs, p: &str) -> Vec<String> {
-        let f = v.open(b"/", p.as_bytes(), RDONLY | libc::O_DIRECTORY, 0, &root()).unwrap();
-        let mut names: Vec<String> =
-            f.ops.readdir(0).unwrap().into_iter().map(|e| String::from_utf8(e.name).unwrap()).collect();
+        let f = v
+            .open(b"/", p.as_bytes(), RDONLY | libc::O_DIRECTORY, 0, &root())
+            .unwrap();
+        let mut names: Vec<String> = f
+            .ops
+            .readdir(0)
+            .unwrap()
+            .into_iter()
+            .map(|e| String::from_utf8(e.name).unwrap())
+            .collect();
         names.sort();
         names
     }
@@ -1494,7 +1744,10 @@ mod tests {
                 for cwd in [&b"/"[..], b"/etc/sub/deeper"] {
                     match v.open(cwd, a.as_bytes(), RDONLY, 0, &root()) {
                         Ok(f) => assert_ne!(read_all(&f), b"TOPSECRET", "{mode:?} {a}"),
-                        Err(e) => assert!(e == Errno::ENOENT || e == Errno::ENOTDIR, "{mode:?} {a}: {e}"),
+                        Err(e) => assert!(
+                            e == Errno::ENOENT || e == Errno::ENOTDIR,
+                            "{mode:?} {a}: {e}"
+                        ),
                     }
                     if let Ok(p) = v.resolve(cwd, a.as_bytes(), true) {
                         assert!(p.starts_with(b"/"), "{a}");
@@ -1502,22 +1755,47 @@ mod tests {
                 }
             }
             // Where the escapes land instead.
-            assert_eq!(v.resolve(b"/", b"/../../etc/./passwd", true).unwrap(), b"/etc/passwd");
-            assert_eq!(v.resolve(b"/etc/sub", b"../../../../etc", true).unwrap(), b"/etc");
+            assert_eq!(
+                v.resolve(b"/", b"/../../etc/./passwd", true).unwrap(),
+                b"/etc/passwd"
+            );
+            assert_eq!(
+                v.resolve(b"/etc/sub", b"../../../../etc", true).unwrap(),
+                b"/etc"
+            );
             assert_eq!(v.resolve(b"/", b"/up/up/etc", true).unwrap(), b"/etc");
-            assert_eq!(v.resolve(b"/", b"/lib/libc.so", true).unwrap(), b"/usr/lib/libc.so");
+            assert_eq!(
+                v.resolve(b"/", b"/lib/libc.so", true).unwrap(),
+                b"/usr/lib/libc.so"
+            );
             assert_eq!(v.resolve(b"/", b"/lib", false).unwrap(), b"/lib");
             assert_eq!(err(v.resolve(b"/", b"/rel_escape", true)), Errno::ENOENT);
             assert_eq!(err(v.stat(b"/", b"/loop_a", true)), Errno::ELOOP);
-            assert_eq!(v.stat(b"/", b"/loop_a", false).unwrap().file_type(), libc::S_IFLNK);
+            assert_eq!(
+                v.stat(b"/", b"/loop_a", false).unwrap().file_type(),
+                libc::S_IFLNK
+            );
             // Secret planted inside the root is what /secret means.
             assert_eq!(err(cat(&v, "/secret")), Errno::ENOENT);
-            assert_eq!(cat(&v, "/etc/sub/deeper/../../passwd").unwrap(), b"root:x:0:0:root:/root:/bin/sh\n");
+            assert_eq!(
+                cat(&v, "/etc/sub/deeper/../../passwd").unwrap(),
+                b"root:x:0:0:root:/root:/bin/sh\n"
+            );
             // Creating through an escaping symlink stays inside.
             if mode != RootMode::ReadOnly {
-                v.symlink(format!("{outer}/planted").as_bytes(), b"/", b"/plant", &root()).unwrap();
-                assert_eq!(err(v.open(b"/", b"/plant", CREAT, 0o644, &root())), Errno::ENOENT);
-                v.symlink(b"../../../../planted2", b"/", b"/plant2", &root()).unwrap();
+                v.symlink(
+                    format!("{outer}/planted").as_bytes(),
+                    b"/",
+                    b"/plant",
+                    &root(),
+                )
+                .unwrap();
+                assert_eq!(
+                    err(v.open(b"/", b"/plant", CREAT, 0o644, &root())),
+                    Errno::ENOENT
+                );
+                v.symlink(b"../../../../planted2", b"/", b"/plant2", &root())
+                    .unwrap();
                 let f = v.open(b"/", b"/plant2", CREAT, 0o644, &root()).unwrap();
                 assert_eq!(f.path, b"/planted2");
                 assert!(!fx.outer.path().join("planted").exists());
@@ -1535,16 +1813,23 @@ mod tests {
         let mut prev = "end".to_string();
         for i in 0..41 {
             let name = format!("l{i}");
-            v.symlink(prev.as_bytes(), b"/chain", name.as_bytes(), &root()).unwrap();
+            v.symlink(prev.as_bytes(), b"/chain", name.as_bytes(), &root())
+                .unwrap();
             prev = name;
         }
         // l39 is 40 links from the file: fine; l40 is 41: ELOOP.
         assert_eq!(cat(&v, "/chain/l39").unwrap(), b"end");
         assert_eq!(err(cat(&v, "/chain/l40")), Errno::ELOOP);
         let long = "a".repeat(256);
-        assert_eq!(err(v.stat(b"/", long.as_bytes(), true)), Errno::ENAMETOOLONG);
+        assert_eq!(
+            err(v.stat(b"/", long.as_bytes(), true)),
+            Errno::ENAMETOOLONG
+        );
         let deep = "/x".repeat(2100);
-        assert_eq!(err(v.stat(b"/", deep.as_bytes(), true)), Errno::ENAMETOOLONG);
+        assert_eq!(
+            err(v.stat(b"/", deep.as_bytes(), true)),
+            Errno::ENAMETOOLONG
+        );
     }
 
     #[test]
@@ -1557,19 +1842,51 @@ mod tests {
         assert_eq!(err(v.stat(b"/", b"/etc/nope/x", true)), Errno::ENOENT);
         assert_eq!(err(v.stat(b"/", b"", true)), Errno::ENOENT);
         assert!(v.stat(b"/", b"/lib/", true).unwrap().is_dir());
-        assert!(v.stat(b"/", b"/lib/", false).unwrap().is_dir(), "a trailing slash follows");
-        assert_eq!(err(v.open(b"/", b"/etc/passwd", RDONLY | libc::O_DIRECTORY, 0, &r)), Errno::ENOTDIR);
-        assert_eq!(err(v.open(b"/", b"/etc", libc::O_WRONLY, 0, &r)), Errno::EISDIR);
+        assert!(
+            v.stat(b"/", b"/lib/", false).unwrap().is_dir(),
+            "a trailing slash follows"
+        );
+        assert_eq!(
+            err(v.open(b"/", b"/etc/passwd", RDONLY | libc::O_DIRECTORY, 0, &r)),
+            Errno::ENOTDIR
+        );
+        assert_eq!(
+            err(v.open(b"/", b"/etc", libc::O_WRONLY, 0, &r)),
+            Errno::EISDIR
+        );
         assert_eq!(err(v.open(b"/", b"/etc", CREAT, 0o644, &r)), Errno::EISDIR);
-        assert_eq!(err(v.open(b"/", b"/etc/passwd", CREAT | libc::O_EXCL, 0o644, &r)), Errno::EEXIST);
-        assert_eq!(err(v.open(b"/", b"/lib", RDONLY | libc::O_NOFOLLOW, 0, &r)), Errno::ELOOP);
-        assert_eq!(err(v.open(b"/", b"/newdir/", CREAT, 0o644, &r)), Errno::EISDIR);
-        assert_eq!(err(v.open(b"/", b"/etc/passwd/", CREAT, 0o644, &r)), Errno::EISDIR);
-        assert_eq!(err(v.open(b"/", b"/nope/x/", CREAT, 0o644, &r)), Errno::ENOENT);
-        assert_eq!(err(v.open(b"/", b"/etc/passwd/", RDONLY, 0, &r)), Errno::ENOTDIR);
+        assert_eq!(
+            err(v.open(b"/", b"/etc/passwd", CREAT | libc::O_EXCL, 0o644, &r)),
+            Errno::EEXIST
+        );
+        assert_eq!(
+            err(v.open(b"/", b"/lib", RDONLY | libc::O_NOFOLLOW, 0, &r)),
+            Errno::ELOOP
+        );
+        assert_eq!(
+            err(v.open(b"/", b"/newdir/", CREAT, 0o644, &r)),
+            Errno::EISDIR
+        );
+        assert_eq!(
+            err(v.open(b"/", b"/etc/passwd/", CREAT, 0o644, &r)),
+            Errno::EISDIR
+        );
+        assert_eq!(
+            err(v.open(b"/", b"/nope/x/", CREAT, 0o644, &r)),
+            Errno::ENOENT
+        );
+        assert_eq!(
+            err(v.open(b"/", b"/etc/passwd/", RDONLY, 0, &r)),
+            Errno::ENOTDIR
+        );
         assert_eq!(err(v.open(b"/", b"/nope", RDONLY, 0, &r)), Errno::ENOENT);
-        assert_eq!(err(v.open(b"/", b"/x", libc::O_TMPFILE | libc::O_RDWR, 0o600, &r)), Errno::EOPNOTSUPP);
-        let p = v.open(b"/", b"/lib", libc::O_PATH | libc::O_NOFOLLOW, 0, &r).unwrap();
+        assert_eq!(
+            err(v.open(b"/", b"/x", libc::O_TMPFILE | libc::O_RDWR, 0o600, &r)),
+            Errno::EOPNOTSUPP
+        );
+        let p = v
+            .open(b"/", b"/lib", libc::O_PATH | libc::O_NOFOLLOW, 0, &r)
+            .unwrap();
         assert_eq!(p.ops.stat().unwrap().file_type(), libc::S_IFLNK);
         assert_eq!(err(v.mkdir(b"/", b"/etc", 0o755, &r)), Errno::EEXIST);
         assert_eq!(err(v.mkdir(b"/", b"/dangling", 0o755, &r)), Errno::EEXIST);
@@ -1584,26 +1901,72 @@ mod tests {
         assert_eq!(err(v.rmdir(b"/", b"/dev", &r)), Errno::EBUSY);
         assert_eq!(err(v.unlink(b"/", b"/etc", &r)), Errno::EISDIR);
         assert_eq!(err(v.unlink(b"/", b"/etc/passwd/", &r)), Errno::ENOTDIR);
-        assert_eq!(err(v.rename(b"/", b"/etc", b"/", b"/etc/sub/x", 0, &r)), Errno::EINVAL);
-        assert_eq!(err(v.rename(b"/", b"/etc/passwd", b"/", b"/dev/passwd", 0, &r)), Errno::EXDEV);
-        assert_eq!(err(v.rename(b"/", b"/etc/passwd", b"/", b"/etc", 0, &r)), Errno::EISDIR);
-        assert_eq!(err(v.rename(b"/", b"/empty", b"/", b"/etc/passwd", 0, &r)), Errno::ENOTDIR);
-        assert_eq!(err(v.rename(b"/", b"/empty", b"/", b"/etc", 0, &r)), Errno::ENOTEMPTY);
-        assert_eq!(err(v.rename(b"/", b"/etc/hosts", b"/", b"/etc/passwd", libc::RENAME_NOREPLACE, &r)), Errno::EEXIST);
-        assert_eq!(err(v.rename(b"/", b"/nope", b"/", b"/x", 0, &r)), Errno::ENOENT);
-        assert_eq!(err(v.link(b"/", b"/etc", b"/", b"/etc2", false, &r)), Errno::EPERM);
-        assert_eq!(err(v.link(b"/", b"/etc/passwd", b"/", b"/etc/hosts", false, &r)), Errno::EEXIST);
+        assert_eq!(
+            err(v.rename(b"/", b"/etc", b"/", b"/etc/sub/x", 0, &r)),
+            Errno::EINVAL
+        );
+        assert_eq!(
+            err(v.rename(b"/", b"/etc/passwd", b"/", b"/dev/passwd", 0, &r)),
+            Errno::EXDEV
+        );
+        assert_eq!(
+            err(v.rename(b"/", b"/etc/passwd", b"/", b"/etc", 0, &r)),
+            Errno::EISDIR
+        );
+        assert_eq!(
+            err(v.rename(b"/", b"/empty", b"/", b"/etc/passwd", 0, &r)),
+            Errno::ENOTDIR
+        );
+        assert_eq!(
+            err(v.rename(b"/", b"/empty", b"/", b"/etc", 0, &r)),
+            Errno::ENOTEMPTY
+        );
+        assert_eq!(
+            err(v.rename(
+                b"/",
+                b"/etc/hosts",
+                b"/",
+                b"/etc/passwd",
+                libc::RENAME_NOREPLACE,
+                &r
+            )),
+            Errno::EEXIST
+        );
+        assert_eq!(
+            err(v.rename(b"/", b"/nope", b"/", b"/x", 0, &r)),
+            Errno::ENOENT
+        );
+        assert_eq!(
+            err(v.link(b"/", b"/etc", b"/", b"/etc2", false, &r)),
+            Errno::EPERM
+        );
+        assert_eq!(
+            err(v.link(b"/", b"/etc/passwd", b"/", b"/etc/hosts", false, &r)),
+            Errno::EEXIST
+        );
         assert_eq!(err(v.symlink(b"", b"/", b"/s", &r)), Errno::ENOENT);
         assert_eq!(err(v.symlink(b"x", b"/", b"/etc", &r)), Errno::EEXIST);
         assert_eq!(err(v.readlink(b"/", b"/etc")), Errno::EINVAL);
         assert_eq!(v.readlink(b"/", b"/lib").unwrap(), b"usr/lib");
-        assert_eq!(err(v.mknod(b"/", b"/null", libc::S_IFCHR | 0o666, 0x103, &r)), Errno::EPERM);
+        assert_eq!(
+            err(v.mknod(b"/", b"/null", libc::S_IFCHR | 0o666, 0x103, &r)),
+            Errno::EPERM
+        );
         assert_eq!(err(v.truncate(b"/", b"/etc", 0, &r)), Errno::EISDIR);
         // O_CREAT through a dangling symlink creates its target.
-        v.symlink(b"/etc/created-via-link", b"/", b"/dl", &r).unwrap();
+        v.symlink(b"/etc/created-via-link", b"/", b"/dl", &r)
+            .unwrap();
         v.open(b"/", b"/dl", CREAT, 0o600, &r).unwrap();
-        assert_eq!(v.stat(b"/", b"/etc/created-via-link", true).unwrap().st_mode, libc::S_IFREG | 0o600);
-        assert_eq!(err(v.open(b"/", b"/dl", CREAT | libc::O_EXCL, 0o600, &r)), Errno::EEXIST);
+        assert_eq!(
+            v.stat(b"/", b"/etc/created-via-link", true)
+                .unwrap()
+                .st_mode,
+            libc::S_IFREG | 0o600
+        );
+        assert_eq!(
+            err(v.open(b"/", b"/dl", CREAT | libc::O_EXCL, 0o600, &r)),
+            Errno::EEXIST
+        );
     }
 
     #[test]
@@ -1616,7 +1979,10 @@ mod tests {
         // Copy-up on write; the rest of the file is kept.
         let f = v.open(b"/", b"/etc/passwd", libc::O_WRONLY, 0, &r).unwrap();
         f.ops.write(b"ROOT", Some(0)).unwrap();
-        assert_eq!(cat(&v, "/etc/passwd").unwrap(), b"ROOT:x:0:0:root:/root:/bin/sh\n");
+        assert_eq!(
+            cat(&v, "/etc/passwd").unwrap(),
+            b"ROOT:x:0:0:root:/root:/bin/sh\n"
+        );
         // A big lower file copies up whole.
         let f = v.open(b"/", b"/lib/libc.so", RDWR, 0, &r).unwrap();
         f.ops.write(b"ELF", Some(9_997)).unwrap();
@@ -1625,7 +1991,9 @@ mod tests {
         assert_eq!(&data[9_997..], b"ELF");
         assert!(data[..9_997].iter().all(|&b| b == 0x7f));
         // O_TRUNC.
-        let f = v.open(b"/", b"/etc/hosts", libc::O_WRONLY | libc::O_TRUNC, 0, &r).unwrap();
+        let f = v
+            .open(b"/", b"/etc/hosts", libc::O_WRONLY | libc::O_TRUNC, 0, &r)
+            .unwrap();
         assert_eq!(f.ops.stat().unwrap().st_size, 0);
         f.ops.write(b"::1 localhost\n", Some(0)).unwrap();
         assert_eq!(cat(&v, "/etc/hosts").unwrap(), b"::1 localhost\n");
@@ -1634,19 +2002,33 @@ mod tests {
         write_file(&v, "/etc/sub/new", b"new");
         v.mkdir(b"/", b"/etc/sub/newdir", 0o700, &r).unwrap();
         v.symlink(b"../passwd", b"/etc/sub", b"pl", &r).unwrap();
-        v.mknod(b"/", b"/etc/fifo", libc::S_IFIFO | 0o644, 0, &r).unwrap();
-        assert_eq!(ls(&v, "/etc/sub"), [".", "..", "a", "b", "deeper", "new", "newdir", "pl"]);
-        assert_eq!(cat(&v, "/etc/sub/pl").unwrap(), b"ROOT:x:0:0:root:/root:/bin/sh\n");
+        v.mknod(b"/", b"/etc/fifo", libc::S_IFIFO | 0o644, 0, &r)
+            .unwrap();
+        assert_eq!(
+            ls(&v, "/etc/sub"),
+            [".", "..", "a", "b", "deeper", "new", "newdir", "pl"]
+        );
+        assert_eq!(
+            cat(&v, "/etc/sub/pl").unwrap(),
+            b"ROOT:x:0:0:root:/root:/bin/sh\n"
+        );
 
         // unlink/rmdir leave whiteouts.
         v.unlink(b"/", b"/etc/sub/a", &r).unwrap();
         assert_eq!(err(v.stat(b"/", b"/etc/sub/a", false)), Errno::ENOENT);
-        assert_eq!(ls(&v, "/etc/sub"), [".", "..", "b", "deeper", "new", "newdir", "pl"]);
+        assert_eq!(
+            ls(&v, "/etc/sub"),
+            [".", "..", "b", "deeper", "new", "newdir", "pl"]
+        );
         v.unlink(b"/", b"/etc/sub/deeper/c", &r).unwrap();
         v.rmdir(b"/", b"/etc/sub/deeper", &r).unwrap();
         assert_eq!(err(v.stat(b"/", b"/etc/sub/deeper", false)), Errno::ENOENT);
         v.mkdir(b"/", b"/etc/sub/deeper", 0o755, &r).unwrap();
-        assert_eq!(ls(&v, "/etc/sub/deeper"), [".", ".."], "recreated directory is empty");
+        assert_eq!(
+            ls(&v, "/etc/sub/deeper"),
+            [".", ".."],
+            "recreated directory is empty"
+        );
         write_file(&v, "/etc/sub/a", b"again");
         assert_eq!(cat(&v, "/etc/sub/a").unwrap(), b"again");
         v.unlink(b"/", b"/lib", &r).unwrap();
@@ -1655,42 +2037,84 @@ mod tests {
         assert!(!ls(&v, "/").contains(&"empty".to_string()));
 
         // Renames across layers: files, over existing files, directories.
-        v.rename(b"/", b"/etc/sub/b", b"/", b"/b-moved", 0, &r).unwrap();
+        v.rename(b"/", b"/etc/sub/b", b"/", b"/b-moved", 0, &r)
+            .unwrap();
         assert_eq!(cat(&v, "/b-moved").unwrap(), b"BBBB");
         assert_eq!(err(v.stat(b"/", b"/etc/sub/b", false)), Errno::ENOENT);
-        v.rename(b"/", b"/b-moved", b"/", b"/private", 0, &r).unwrap();
+        v.rename(b"/", b"/b-moved", b"/", b"/private", 0, &r)
+            .unwrap();
         assert_eq!(cat(&v, "/private").unwrap(), b"BBBB");
         v.rename(b"/", b"/etc", b"/", b"/etc2", 0, &r).unwrap();
         assert_eq!(err(v.stat(b"/", b"/etc", false)), Errno::ENOENT);
-        assert_eq!(ls(&v, "/etc2/sub"), [".", "..", "a", "deeper", "new", "newdir", "pl"]);
-        assert_eq!(cat(&v, "/etc2/passwd").unwrap(), b"ROOT:x:0:0:root:/root:/bin/sh\n");
+        assert_eq!(
+            ls(&v, "/etc2/sub"),
+            [".", "..", "a", "deeper", "new", "newdir", "pl"]
+        );
+        assert_eq!(
+            cat(&v, "/etc2/passwd").unwrap(),
+            b"ROOT:x:0:0:root:/root:/bin/sh\n"
+        );
         assert_eq!(cat(&v, "/etc2/sub/new").unwrap(), b"new");
         v.mkdir(b"/", b"/etc", 0o755, &r).unwrap();
         assert_eq!(ls(&v, "/etc"), [".", ".."]);
         v.rename(b"/", b"/etc2", b"/", b"/etc", 0, &r).unwrap();
         assert_eq!(cat(&v, "/etc/hosts").unwrap(), b"::1 localhost\n");
-        v.rename(b"/", b"/etc/passwd", b"/", b"/etc/hosts", libc::RENAME_EXCHANGE, &r).unwrap();
-        assert_eq!(cat(&v, "/etc/hosts").unwrap(), b"ROOT:x:0:0:root:/root:/bin/sh\n");
+        v.rename(
+            b"/",
+            b"/etc/passwd",
+            b"/",
+            b"/etc/hosts",
+            libc::RENAME_EXCHANGE,
+            &r,
+        )
+        .unwrap();
+        assert_eq!(
+            cat(&v, "/etc/hosts").unwrap(),
+            b"ROOT:x:0:0:root:/root:/bin/sh\n"
+        );
         assert_eq!(cat(&v, "/etc/passwd").unwrap(), b"::1 localhost\n");
 
         // Attributes copy up.
         v.chmod(b"/", b"/script", 0o755, &r).unwrap();
-        assert_eq!(v.stat(b"/", b"/script", true).unwrap().st_mode, libc::S_IFREG | 0o755);
-        v.chown(b"/", b"/script", Some(1234), Some(99), true, &r).unwrap();
+        assert_eq!(
+            v.stat(b"/", b"/script", true).unwrap().st_mode,
+            libc::S_IFREG | 0o755
+        );
+        v.chown(b"/", b"/script", Some(1234), Some(99), true, &r)
+            .unwrap();
         let st = v.stat(b"/", b"/script", true).unwrap();
         assert_eq!((st.st_uid, st.st_gid), (1234, 99));
-        v.utimens(b"/", b"/usr", [Some((1, 0)), Some((1_000_000, 5))], true, &r).unwrap();
+        v.utimens(
+            b"/",
+            b"/usr",
+            [Some((1, 0)), Some((1_000_000, 5))],
+            true,
+            &r,
+        )
+        .unwrap();
         let st = v.stat(b"/", b"/usr", true).unwrap();
-        assert_eq!((st.st_mtime, st.st_mtime_nsec, st.st_atime), (1_000_000, 5, 1));
-        v.utimens(b"/", b"/usr", [None, Some((2_000_000, 0))], true, &r).unwrap();
+        assert_eq!(
+            (st.st_mtime, st.st_mtime_nsec, st.st_atime),
+            (1_000_000, 5, 1)
+        );
+        v.utimens(b"/", b"/usr", [None, Some((2_000_000, 0))], true, &r)
+            .unwrap();
         let st = v.stat(b"/", b"/usr", true).unwrap();
-        assert_eq!((st.st_mtime, st.st_atime), (2_000_000, 1), "None leaves atime alone");
-        assert_eq!(v.statfs(b"/", b"/usr").unwrap().f_type, super::super::overlay::OVERLAYFS_SUPER_MAGIC);
+        assert_eq!(
+            (st.st_mtime, st.st_atime),
+            (2_000_000, 1),
+            "None leaves atime alone"
+        );
+        assert_eq!(
+            v.statfs(b"/", b"/usr").unwrap().f_type,
+            super::super::overlay::OVERLAYFS_SUPER_MAGIC
+        );
         v.truncate(b"/", b"/usr/lib/libc.so", 3, &r).unwrap();
         assert_eq!(cat(&v, "/usr/lib/libc.so").unwrap(), [0x7f; 3]);
 
         // Hard links within the upper layer share data.
-        v.link(b"/", b"/script", b"/", b"/script-link", false, &r).unwrap();
+        v.link(b"/", b"/script", b"/", b"/script-link", false, &r)
+            .unwrap();
         assert_eq!(v.stat(b"/", b"/script-link", true).unwrap().st_nlink, 2);
         let f = v.open(b"/", b"/script-link", RDWR, 0, &r).unwrap();
         f.ops.write(b"#!/bin/bash", Some(0)).unwrap();
@@ -1699,7 +2123,11 @@ mod tests {
         // The root lists mount points and new entries, never whiteouts.
         let top = ls(&v, "/");
         for want in ["dev", "b-moved", "private", "script-link", "etc"] {
-            assert_eq!(top.contains(&want.to_string()), want != "b-moved", "{want}: {top:?}");
+            assert_eq!(
+                top.contains(&want.to_string()),
+                want != "b-moved",
+                "{want}: {top:?}"
+            );
         }
         assert!(!top.contains(&"lib".to_string()));
 
@@ -1716,7 +2144,9 @@ mod tests {
         assert!(matches!(ro.ops.mmap_source().unwrap(), MmapSource::Copy));
         // Opened for writing: copied up into a memfd-backed tmpfs file.
         let f = v.open(b"/", b"/etc/passwd", RDWR, 0, &root()).unwrap();
-        let MmapSource::HostFd(fd) = f.ops.mmap_source().unwrap() else { panic!("expected a host fd") };
+        let MmapSource::HostFd(fd) = f.ops.mmap_source().unwrap() else {
+            panic!("expected a host fd")
+        };
         let len = std::num::NonZeroUsize::new(4096).unwrap();
         // SAFETY: a fresh shared mapping of a memfd we own, unmapped below;
         // nothing else aliases it.
@@ -1742,7 +2172,10 @@ mod tests {
         unsafe { ptr.add(1).write(b'X') };
         let mut b = [0u8; 4];
         f.ops.read(&mut b, Some(0)).unwrap();
-        assert_eq!(&b, b"tXor", "a store through the mapping is visible to read");
+        assert_eq!(
+            &b, b"tXor",
+            "a store through the mapping is visible to read"
+        );
         // SAFETY: unmapping the mapping made above, no longer used.
         unsafe { nix::sys::mman::munmap(map, 4096) }.unwrap();
     }
@@ -1761,11 +2194,17 @@ mod tests {
         assert_eq!(f.ops.write(&[1u8; 16 * 1024], Some(0)).unwrap(), 16 * 1024);
         assert_eq!(err(f.ops.write(b"x", Some(16 * 1024))), Errno::ENOSPC);
         let sf = v.statfs(b"/", b"/tmp").unwrap();
-        assert_eq!((sf.f_type, sf.f_blocks, sf.f_bfree), (super::super::tmpfs::TMPFS_MAGIC, 4, 0));
+        assert_eq!(
+            (sf.f_type, sf.f_blocks, sf.f_bfree),
+            (super::super::tmpfs::TMPFS_MAGIC, 4, 0)
+        );
         drop(f);
         v.unlink(b"/", b"/tmp/big", &user()).unwrap();
         write_file(&v, "/tmp/ok", b"fits again");
-        assert_eq!(err(v.rename(b"/", b"/tmp/ok", b"/", b"/dev/shm/ok", 0, &root())), Errno::EXDEV);
+        assert_eq!(
+            err(v.rename(b"/", b"/tmp/ok", b"/", b"/dev/shm/ok", 0, &root())),
+            Errno::EXDEV
+        );
         // /dev/shm is writable (Python's multiprocessing needs it).
         write_file(&v, "/dev/shm/sem.x", b"1");
         assert!(ls(&v, "/dev").contains(&"shm".to_string()));
@@ -1780,7 +2219,10 @@ mod tests {
         assert!(!v.mount_tmpfs_if_empty(b"/tmp", None));
         assert!(v.mount_tmpfs_if_empty(b"/empty", None));
         assert!(v.mount_tmpfs_if_empty(b"/not-there", None));
-        assert_eq!(v.stat(b"/", b"/empty", true).unwrap().st_mode, libc::S_IFDIR | 0o1777);
+        assert_eq!(
+            v.stat(b"/", b"/empty", true).unwrap().st_mode,
+            libc::S_IFDIR | 0o1777
+        );
     }
 
     #[test]
@@ -1789,22 +2231,49 @@ mod tests {
         let before = snapshot(fx.outer.path());
         let v = fx.vfs(RootMode::ReadOnly);
         let r = root();
-        assert_eq!(cat(&v, "/etc/passwd").unwrap(), b"root:x:0:0:root:/root:/bin/sh\n");
+        assert_eq!(
+            cat(&v, "/etc/passwd").unwrap(),
+            b"root:x:0:0:root:/root:/bin/sh\n"
+        );
         assert_eq!(err(v.open(b"/", b"/etc/passwd", RDWR, 0, &r)), Errno::EROFS);
-        assert_eq!(err(v.open(b"/", b"/etc/passwd", RDONLY | libc::O_TRUNC, 0, &r)), Errno::EROFS);
-        assert_eq!(err(v.open(b"/", b"/etc/new", CREAT, 0o644, &r)), Errno::EROFS);
+        assert_eq!(
+            err(v.open(b"/", b"/etc/passwd", RDONLY | libc::O_TRUNC, 0, &r)),
+            Errno::EROFS
+        );
+        assert_eq!(
+            err(v.open(b"/", b"/etc/new", CREAT, 0o644, &r)),
+            Errno::EROFS
+        );
         assert_eq!(err(v.mkdir(b"/", b"/d", 0o755, &r)), Errno::EROFS);
         assert_eq!(err(v.unlink(b"/", b"/etc/passwd", &r)), Errno::EROFS);
         assert_eq!(err(v.rmdir(b"/", b"/empty", &r)), Errno::EROFS);
-        assert_eq!(err(v.rename(b"/", b"/etc/passwd", b"/", b"/p", 0, &r)), Errno::EROFS);
+        assert_eq!(
+            err(v.rename(b"/", b"/etc/passwd", b"/", b"/p", 0, &r)),
+            Errno::EROFS
+        );
         assert_eq!(err(v.symlink(b"x", b"/", b"/s", &r)), Errno::EROFS);
-        assert_eq!(err(v.link(b"/", b"/etc/passwd", b"/", b"/l", false, &r)), Errno::EROFS);
+        assert_eq!(
+            err(v.link(b"/", b"/etc/passwd", b"/", b"/l", false, &r)),
+            Errno::EROFS
+        );
         assert_eq!(err(v.chmod(b"/", b"/etc/passwd", 0o777, &r)), Errno::EROFS);
-        assert_eq!(err(v.chown(b"/", b"/etc/passwd", Some(1), None, true, &r)), Errno::EROFS);
-        assert_eq!(err(v.utimens(b"/", b"/etc/passwd", [None, Some((0, UTIME_NOW))], true, &r)), Errno::EROFS);
+        assert_eq!(
+            err(v.chown(b"/", b"/etc/passwd", Some(1), None, true, &r)),
+            Errno::EROFS
+        );
+        assert_eq!(
+            err(v.utimens(b"/", b"/etc/passwd", [None, Some((0, UTIME_NOW))], true, &r)),
+            Errno::EROFS
+        );
         assert_eq!(err(v.truncate(b"/", b"/etc/passwd", 0, &r)), Errno::EROFS);
-        assert_eq!(err(v.access(b"/", b"/etc/passwd", libc::W_OK, true, &r)), Errno::EROFS);
-        assert_eq!(err(v.mknod(b"/", b"/fifo", libc::S_IFIFO | 0o600, 0, &r)), Errno::EROFS);
+        assert_eq!(
+            err(v.access(b"/", b"/etc/passwd", libc::W_OK, true, &r)),
+            Errno::EROFS
+        );
+        assert_eq!(
+            err(v.mknod(b"/", b"/fifo", libc::S_IFIFO | 0o600, 0, &r)),
+            Errno::EROFS
+        );
         assert!(v.statfs(b"/", b"/").unwrap().f_flags & libc::ST_RDONLY as i64 != 0);
         // /dev still works.
         let null = v.open(b"/", b"/dev/null", RDWR, 0, &r).unwrap();
@@ -1820,26 +2289,58 @@ mod tests {
         write_file(&v, "/etc/new", b"direct");
         assert_eq!(std::fs::read(fx.root().join("etc/new")).unwrap(), b"direct");
         v.mkdir(b"/", b"/etc/d", 0o750, &r).unwrap();
-        v.rename(b"/", b"/etc/new", b"/", b"/etc/d/moved", 0, &r).unwrap();
-        assert_eq!(std::fs::read(fx.root().join("etc/d/moved")).unwrap(), b"direct");
+        v.rename(b"/", b"/etc/new", b"/", b"/etc/d/moved", 0, &r)
+            .unwrap();
+        assert_eq!(
+            std::fs::read(fx.root().join("etc/d/moved")).unwrap(),
+            b"direct"
+        );
         v.chmod(b"/", b"/etc/d/moved", 0o640, &r).unwrap();
-        assert_eq!(std::fs::metadata(fx.root().join("etc/d/moved")).unwrap().mode() & 0o7777, 0o640);
+        assert_eq!(
+            std::fs::metadata(fx.root().join("etc/d/moved"))
+                .unwrap()
+                .mode()
+                & 0o7777,
+            0o640
+        );
         v.truncate(b"/", b"/etc/d/moved", 2, &r).unwrap();
         assert_eq!(std::fs::read(fx.root().join("etc/d/moved")).unwrap(), b"di");
-        v.utimens(b"/", b"/etc/d/moved", [Some((5, 0)), Some((7, 0))], true, &r).unwrap();
-        assert_eq!(std::fs::metadata(fx.root().join("etc/d/moved")).unwrap().mtime(), 7);
-        v.link(b"/", b"/etc/d/moved", b"/", b"/etc/d/hard", false, &r).unwrap();
+        v.utimens(
+            b"/",
+            b"/etc/d/moved",
+            [Some((5, 0)), Some((7, 0))],
+            true,
+            &r,
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::metadata(fx.root().join("etc/d/moved"))
+                .unwrap()
+                .mtime(),
+            7
+        );
+        v.link(b"/", b"/etc/d/moved", b"/", b"/etc/d/hard", false, &r)
+            .unwrap();
         assert_eq!(v.stat(b"/", b"/etc/d/hard", true).unwrap().st_nlink, 2);
         v.unlink(b"/", b"/etc/d/hard", &r).unwrap();
         v.unlink(b"/", b"/etc/d/moved", &r).unwrap();
         v.rmdir(b"/", b"/etc/d", &r).unwrap();
         assert!(!fx.root().join("etc/d").exists());
         v.symlink(b"passwd", b"/etc", b"pw", &r).unwrap();
-        assert_eq!(std::fs::read_link(fx.root().join("etc/pw")).unwrap(), Path::new("passwd"));
+        assert_eq!(
+            std::fs::read_link(fx.root().join("etc/pw")).unwrap(),
+            Path::new("passwd")
+        );
         // A writable host file maps shared through its own fd.
         let f = v.open(b"/", b"/etc/passwd", RDWR, 0, &r).unwrap();
-        assert!(matches!(f.ops.mmap_source().unwrap(), MmapSource::HostFd(_)));
-        assert_eq!(v.stat(b"/", b"/etc/passwd", true).unwrap().st_dev, f.ops.stat().unwrap().st_dev);
+        assert!(matches!(
+            f.ops.mmap_source().unwrap(),
+            MmapSource::HostFd(_)
+        ));
+        assert_eq!(
+            v.stat(b"/", b"/etc/passwd", true).unwrap().st_dev,
+            f.ops.stat().unwrap().st_dev
+        );
     }
 
     #[test]
@@ -1850,34 +2351,70 @@ mod tests {
         let r = root();
         assert_eq!(err(v.open(b"/", b"/private", RDONLY, 0, &u)), Errno::EACCES);
         assert!(v.open(b"/", b"/private", RDONLY, 0, &r).is_ok());
-        assert_eq!(err(v.open(b"/", b"/etc/passwd", RDWR, 0, &u)), Errno::EACCES);
-        assert_eq!(err(v.access(b"/", b"/etc/passwd", libc::W_OK, true, &u)), Errno::EACCES);
+        assert_eq!(
+            err(v.open(b"/", b"/etc/passwd", RDWR, 0, &u)),
+            Errno::EACCES
+        );
+        assert_eq!(
+            err(v.access(b"/", b"/etc/passwd", libc::W_OK, true, &u)),
+            Errno::EACCES
+        );
         assert!(v.access(b"/", b"/etc/passwd", libc::R_OK, true, &u).is_ok());
         // Root needs some x bit to execute, not to read or write.
-        assert_eq!(err(v.access(b"/", b"/script", libc::X_OK, true, &r)), Errno::EACCES);
-        assert!(v.access(b"/", b"/script", libc::R_OK | libc::W_OK, true, &r).is_ok());
+        assert_eq!(
+            err(v.access(b"/", b"/script", libc::X_OK, true, &r)),
+            Errno::EACCES
+        );
+        assert!(
+            v.access(b"/", b"/script", libc::R_OK | libc::W_OK, true, &r)
+                .is_ok()
+        );
         assert!(v.access(b"/", b"/etc", libc::X_OK, true, &r).is_ok());
         // Creating in a root-owned 0755 directory.
-        assert_eq!(err(v.open(b"/", b"/etc/mine", CREAT, 0o644, &u)), Errno::EACCES);
+        assert_eq!(
+            err(v.open(b"/", b"/etc/mine", CREAT, 0o644, &u)),
+            Errno::EACCES
+        );
         assert_eq!(err(v.mkdir(b"/", b"/etc/mine", 0o755, &u)), Errno::EACCES);
         assert_eq!(err(v.unlink(b"/", b"/etc/passwd", &u)), Errno::EACCES);
         assert_eq!(err(v.chmod(b"/", b"/etc/passwd", 0o777, &u)), Errno::EPERM);
-        assert_eq!(err(v.chown(b"/", b"/etc/passwd", Some(1000), None, true, &u)), Errno::EPERM);
-        assert_eq!(err(v.utimens(b"/", b"/etc/passwd", [Some((1, 0)), Some((1, 0))], true, &u)), Errno::EPERM);
-        assert_eq!(err(v.utimens(b"/", b"/etc/passwd", [Some((0, UTIME_NOW)); 2], true, &u)), Errno::EACCES);
+        assert_eq!(
+            err(v.chown(b"/", b"/etc/passwd", Some(1000), None, true, &u)),
+            Errno::EPERM
+        );
+        assert_eq!(
+            err(v.utimens(b"/", b"/etc/passwd", [Some((1, 0)), Some((1, 0))], true, &u)),
+            Errno::EPERM
+        );
+        assert_eq!(
+            err(v.utimens(b"/", b"/etc/passwd", [Some((0, UTIME_NOW)); 2], true, &u)),
+            Errno::EACCES
+        );
         // A directory the user owns, then one without search permission.
         v.mkdir(b"/", b"/home", 0o755, &r).unwrap();
-        v.chown(b"/", b"/home", Some(1000), Some(1000), true, &r).unwrap();
+        v.chown(b"/", b"/home", Some(1000), Some(1000), true, &r)
+            .unwrap();
         v.mkdir(b"/", b"/home/u", 0o700, &u).unwrap();
         write_file(&v, "/home/u/f", b"data");
-        v.chown(b"/", b"/home/u/f", Some(1000), Some(1000), true, &r).unwrap();
+        v.chown(b"/", b"/home/u/f", Some(1000), Some(1000), true, &r)
+            .unwrap();
         assert_eq!(v.stat(b"/", b"/home/u", true).unwrap().st_uid, 1000);
         assert!(v.open(b"/", b"/home/u/f", RDWR, 0, &u).is_ok());
         v.chmod(b"/", b"/home/u", 0o600, &u).unwrap();
-        assert_eq!(err(v.open(b"/", b"/home/u/f", RDONLY, 0, &u)), Errno::EACCES);
-        let other = Creds { uid: 2000, gid: 2000, groups: vec![1000] };
+        assert_eq!(
+            err(v.open(b"/", b"/home/u/f", RDONLY, 0, &u)),
+            Errno::EACCES
+        );
+        let other = Creds {
+            uid: 2000,
+            gid: 2000,
+            groups: vec![1000],
+        };
         v.chmod(b"/", b"/home/u", 0o750, &u).unwrap();
-        assert!(v.open(b"/", b"/home/u/f", RDONLY, 0, &other).is_ok(), "group member via supplementary group");
+        assert!(
+            v.open(b"/", b"/home/u/f", RDONLY, 0, &other).is_ok(),
+            "group member via supplementary group"
+        );
         // setgid directories pass their group on.
         v.chmod(b"/", b"/home/u", 0o2777, &u).unwrap();
         v.mkdir(b"/", b"/home/u/sub", 0o755, &other).unwrap();
@@ -1898,7 +2435,11 @@ mod tests {
                 b"self/fd/0" | b"self/fd/1" => libc::S_IFLNK | 0o777,
                 _ => return Err(Errno::ENOENT),
             };
-            Ok(Stat { st_mode: mode, st_ino: rel.len() as u64 + 1, ..Stat::default() })
+            Ok(Stat {
+                st_mode: mode,
+                st_ino: rel.len() as u64 + 1,
+                ..Stat::default()
+            })
         }
         fn readlink(&self, rel: &[u8]) -> KResult<Vec<u8>> {
             match rel {
@@ -1912,7 +2453,11 @@ mod tests {
         }
         fn readdir(&self, rel: &[u8]) -> KResult<Vec<DirEntry>> {
             match rel {
-                b"" => Ok(vec![DirEntry { ino: 5, kind: libc::DT_DIR, name: b"self".to_vec() }]),
+                b"" => Ok(vec![DirEntry {
+                    ino: 5,
+                    kind: libc::DT_DIR,
+                    name: b"self".to_vec(),
+                }]),
                 _ => Ok(vec![]),
             }
         }
@@ -1934,11 +2479,25 @@ mod tests {
         let v = Arc::new(fx.vfs(RootMode::Overlay));
         let file = v.open(b"/", b"/etc/hosts", RDONLY, 0, &root()).unwrap();
         let pipe = OpenFile::new(
-            Box::new(DirFile::new(|| Ok(vec![]), || Ok(Stat { st_ino: 4242, ..Stat::default() }))),
+            Box::new(DirFile::new(
+                || Ok(vec![]),
+                || {
+                    Ok(Stat {
+                        st_ino: 4242,
+                        ..Stat::default()
+                    })
+                },
+            )),
             RDONLY,
             vec![],
         );
-        v.mount(b"/proc", Arc::new(FakeProc { file, pipe: pipe.clone() }));
+        v.mount(
+            b"/proc",
+            Arc::new(FakeProc {
+                file,
+                pipe: pipe.clone(),
+            }),
+        );
         assert_eq!(ls(&v, "/proc"), [".", "..", "self"]);
         assert_eq!(v.statfs(b"/", b"/proc/self").unwrap().f_type, 0x9fa0);
         // /dev/stdin -> /proc/self/fd/0 -> a file with a path: reopened.
@@ -1946,13 +2505,24 @@ mod tests {
         assert_eq!(v.resolve(b"/", b"/dev/stdin", true).unwrap(), b"/etc/hosts");
         assert_eq!(v.readlink(b"/", b"/dev/stdin").unwrap(), b"/proc/self/fd/0");
         // /dev/stdout -> a pathless file: the description itself.
-        let o = v.open(b"/", b"/dev/stdout", libc::O_WRONLY, 0, &root()).unwrap();
+        let o = v
+            .open(b"/", b"/dev/stdout", libc::O_WRONLY, 0, &root())
+            .unwrap();
         assert!(Arc::ptr_eq(&o, &pipe));
         assert_eq!(v.stat(b"/", b"/dev/stdout", true).unwrap().st_ino, 4242);
-        assert_eq!(v.stat(b"/", b"/dev/null", true).unwrap().st_rdev, libc::makedev(1, 3));
-        assert_eq!(err(v.open(b"/", b"/dev/newfile", CREAT, 0o644, &root())), Errno::EACCES);
+        assert_eq!(
+            v.stat(b"/", b"/dev/null", true).unwrap().st_rdev,
+            libc::makedev(1, 3)
+        );
+        assert_eq!(
+            err(v.open(b"/", b"/dev/newfile", CREAT, 0o644, &root())),
+            Errno::EACCES
+        );
         let devs = ls(&v, "/dev");
-        for d in ["null", "zero", "full", "random", "urandom", "tty", "fd", "stdin", "stdout", "stderr", "shm", "pts"] {
+        for d in [
+            "null", "zero", "full", "random", "urandom", "tty", "fd", "stdin", "stdout", "stderr",
+            "shm", "pts",
+        ] {
             assert!(devs.contains(&d.to_string()), "{d}");
         }
         assert!(ls(&v, "/").contains(&"proc".to_string()));
@@ -1962,18 +2532,34 @@ mod tests {
     fn fifo_through_the_vfs() {
         let fx = Fixture::new();
         let v = fx.vfs(RootMode::Overlay);
-        v.mknod(b"/", b"/etc/fifo", libc::S_IFIFO | 0o666, 0, &root()).unwrap();
-        assert_eq!(v.stat(b"/", b"/etc/fifo", true).unwrap().file_type(), libc::S_IFIFO);
-        let r = v.open(b"/", b"/etc/fifo", RDONLY | libc::O_NONBLOCK, 0, &root()).unwrap();
-        let w = v.open(b"/", b"/etc/fifo", libc::O_WRONLY, 0, &root()).unwrap();
+        v.mknod(b"/", b"/etc/fifo", libc::S_IFIFO | 0o666, 0, &root())
+            .unwrap();
+        assert_eq!(
+            v.stat(b"/", b"/etc/fifo", true).unwrap().file_type(),
+            libc::S_IFIFO
+        );
+        let r = v
+            .open(b"/", b"/etc/fifo", RDONLY | libc::O_NONBLOCK, 0, &root())
+            .unwrap();
+        let w = v
+            .open(b"/", b"/etc/fifo", libc::O_WRONLY, 0, &root())
+            .unwrap();
         assert_eq!(w.ops.write(b"ping", None).unwrap(), 4);
         let mut b = [0u8; 8];
         assert_eq!(r.ops.read(&mut b, None).unwrap(), 4);
         assert!(r.ops.wait_queue().is_some());
         drop(w);
-        assert_eq!(r.ops.read(&mut b, None).unwrap(), 0, "EOF once the writer is gone");
-        v.mknod(b"/", b"/sock", libc::S_IFSOCK | 0o755, 0, &root()).unwrap();
-        assert_eq!(err(v.open(b"/", b"/sock", RDONLY, 0, &root())), Errno::ENXIO);
+        assert_eq!(
+            r.ops.read(&mut b, None).unwrap(),
+            0,
+            "EOF once the writer is gone"
+        );
+        v.mknod(b"/", b"/sock", libc::S_IFSOCK | 0o755, 0, &root())
+            .unwrap();
+        assert_eq!(
+            err(v.open(b"/", b"/sock", RDONLY, 0, &root())),
+            Errno::ENXIO
+        );
     }
 
     #[test]
@@ -1989,7 +2575,8 @@ mod tests {
                         write_file(&v, &p, p.as_bytes());
                         assert_eq!(cat(&v, &p).unwrap(), p.as_bytes());
                         let q = format!("/usr/t{t}-{i}");
-                        v.rename(b"/", p.as_bytes(), b"/", q.as_bytes(), 0, &root()).unwrap();
+                        v.rename(b"/", p.as_bytes(), b"/", q.as_bytes(), 0, &root())
+                            .unwrap();
                         v.unlink(b"/", q.as_bytes(), &root()).unwrap();
                     }
                 })

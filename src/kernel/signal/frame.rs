@@ -73,7 +73,11 @@ static_assertions::const_assert_eq!(std::mem::offset_of!(RtSigFrame, info), 312)
 
 impl Default for RtSigFrame {
     fn default() -> Self {
-        RtSigFrame { pretcode: 0, uc: UContext::default(), info: SigInfo([0; 128]) }
+        RtSigFrame {
+            pretcode: 0,
+            uc: UContext::default(),
+            info: SigInfo([0; 128]),
+        }
     }
 }
 

@@ -13,7 +13,11 @@ pub type SigSet = u64;
 
 /// The bit of signal `sig`.
 pub fn bit(sig: i32) -> SigSet {
-    if (1..=64).contains(&sig) { 1u64 << (sig - 1) } else { 0 }
+    if (1..=64).contains(&sig) {
+        1u64 << (sig - 1)
+    } else {
+        0
+    }
 }
 
 /// Signals that can be neither caught, blocked nor ignored.
@@ -77,8 +81,16 @@ pub fn default_action(sig: i32) -> DefaultAction {
         libc::SIGCHLD | libc::SIGURG | libc::SIGWINCH => Ignore,
         libc::SIGCONT => Continue,
         libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => Stop,
-        libc::SIGQUIT | libc::SIGILL | libc::SIGTRAP | libc::SIGABRT | libc::SIGBUS | libc::SIGFPE
-        | libc::SIGSEGV | libc::SIGXCPU | libc::SIGXFSZ | libc::SIGSYS => Core,
+        libc::SIGQUIT
+        | libc::SIGILL
+        | libc::SIGTRAP
+        | libc::SIGABRT
+        | libc::SIGBUS
+        | libc::SIGFPE
+        | libc::SIGSEGV
+        | libc::SIGXCPU
+        | libc::SIGXFSZ
+        | libc::SIGSYS => Core,
         _ => Terminate,
     }
 }
@@ -92,7 +104,9 @@ pub struct SigHandlers {
 
 impl Default for SigHandlers {
     fn default() -> Self {
-        SigHandlers { actions: [SigAction::default(); NSIG] }
+        SigHandlers {
+            actions: [SigAction::default(); NSIG],
+        }
     }
 }
 
@@ -105,7 +119,8 @@ impl SigHandlers {
     /// Whether `sig` would be ignored if delivered now.
     pub fn ignored(&self, sig: i32) -> bool {
         let a = self.get(sig);
-        a.handler == SIG_IGN || (a.handler == SIG_DFL && default_action(sig) == DefaultAction::Ignore)
+        a.handler == SIG_IGN
+            || (a.handler == SIG_DFL && default_action(sig) == DefaultAction::Ignore)
     }
 
     /// On execve: handled signals return to SIG_DFL, ignored stay ignored.
@@ -155,7 +170,12 @@ impl SigInfo {
         self.0[off..off + 8].copy_from_slice(&v.to_le_bytes());
     }
     fn get_i32(&self, off: usize) -> i32 {
-        i32::from_le_bytes([self.0[off], self.0[off + 1], self.0[off + 2], self.0[off + 3]])
+        i32::from_le_bytes([
+            self.0[off],
+            self.0[off + 1],
+            self.0[off + 2],
+            self.0[off + 3],
+        ])
     }
 
     /// A siginfo with signo and code.
@@ -232,8 +252,17 @@ impl Pending {
         if avail == 0 {
             return None;
         }
-        let sync = bit(libc::SIGSEGV) | bit(libc::SIGBUS) | bit(libc::SIGILL) | bit(libc::SIGTRAP) | bit(libc::SIGFPE) | bit(libc::SIGSYS);
-        let pick = if avail & sync != 0 { avail & sync } else { avail };
+        let sync = bit(libc::SIGSEGV)
+            | bit(libc::SIGBUS)
+            | bit(libc::SIGILL)
+            | bit(libc::SIGTRAP)
+            | bit(libc::SIGFPE)
+            | bit(libc::SIGSYS);
+        let pick = if avail & sync != 0 {
+            avail & sync
+        } else {
+            avail
+        };
         let sig = pick.trailing_zeros() as i32 + 1;
         let idx = self.queue.iter().position(|i| i.signo() == sig)?;
         let info = self.queue.remove(idx)?;

@@ -21,10 +21,15 @@ const CHUNK: usize = 1 << 20;
 impl Runner {
     /// Waits until `f` reports one of `events` (or an error/hangup).
     pub fn wait_ready(&mut self, f: &Arc<OpenFile>, events: PollEvents) -> KResult<()> {
-        let host: Vec<(i32, i16)> = f.ops.host_fd().map(|fd| vec![(fd, events.bits())]).unwrap_or_default();
+        let host: Vec<(i32, i16)> = f
+            .ops
+            .host_fd()
+            .map(|fd| vec![(fd, events.bits())])
+            .unwrap_or_default();
         let f2 = f.clone();
         let wq_owner = f.clone();
-        let queues: Vec<&crate::kernel::wait::WaitQueue> = wq_owner.ops.wait_queue().into_iter().collect();
+        let queues: Vec<&crate::kernel::wait::WaitQueue> =
+            wq_owner.ops.wait_queue().into_iter().collect();
         self.block(&queues, &host, None, move |_| {
             let ev = f2.ops.poll();
             (ev.intersects(events | PollEvents::ERR | PollEvents::HUP)).then_some(Ok(()))
@@ -32,7 +37,12 @@ impl Runner {
     }
 
     /// Reads from a description, blocking unless it is non-blocking.
-    pub fn file_read(&mut self, f: &Arc<OpenFile>, buf: &mut [u8], pos: Option<u64>) -> KResult<usize> {
+    pub fn file_read(
+        &mut self,
+        f: &Arc<OpenFile>,
+        buf: &mut [u8],
+        pos: Option<u64>,
+    ) -> KResult<usize> {
         if !f.readable() {
             return Err(Errno::EBADF);
         }
@@ -54,7 +64,12 @@ impl Runner {
 
     /// Writes to a description, blocking unless non-blocking; blocking
     /// writes to streams complete fully unless interrupted.
-    pub fn file_write(&mut self, f: &Arc<OpenFile>, buf: &[u8], pos: Option<u64>) -> KResult<usize> {
+    pub fn file_write(
+        &mut self,
+        f: &Arc<OpenFile>,
+        buf: &[u8],
+        pos: Option<u64>,
+    ) -> KResult<usize> {
         if !f.writable() {
             return Err(Errno::EBADF);
         }
@@ -85,7 +100,12 @@ impl Runner {
                 }
                 Err(Errno::EPIPE) => {
                     if done == 0 {
-                        let info = crate::kernel::signal::SigInfo::user(libc::SIGPIPE, 0, self.t.tg.tgid, 0);
+                        let info = crate::kernel::signal::SigInfo::user(
+                            libc::SIGPIPE,
+                            0,
+                            self.t.tg.tgid,
+                            0,
+                        );
                         self.k.signal_task(&self.t.clone(), info);
                         return Err(Errno::EPIPE);
                     }
@@ -98,11 +118,19 @@ impl Runner {
 
     fn install(&self, f: Arc<OpenFile>, cloexec: bool) -> KResult<u64> {
         let limit = self.nofile_limit();
-        lock(&self.t.files()).insert(f, cloexec, limit).map(|fd| fd as u64)
+        lock(&self.t.files())
+            .insert(f, cloexec, limit)
+            .map(|fd| fd as u64)
     }
 }
 
-fn read_into_app(r: &mut Runner, f: &Arc<OpenFile>, addr: u64, len: usize, pos: Option<u64>) -> KResult<usize> {
+fn read_into_app(
+    r: &mut Runner,
+    f: &Arc<OpenFile>,
+    addr: u64,
+    len: usize,
+    pos: Option<u64>,
+) -> KResult<usize> {
     let len = len.min(MAX_RW);
     let mut buf = vec![0u8; len.min(CHUNK)];
     let mut done = 0;
@@ -124,7 +152,13 @@ fn read_into_app(r: &mut Runner, f: &Arc<OpenFile>, addr: u64, len: usize, pos: 
     Ok(done)
 }
 
-fn write_from_app(r: &mut Runner, f: &Arc<OpenFile>, addr: u64, len: usize, pos: Option<u64>) -> KResult<usize> {
+fn write_from_app(
+    r: &mut Runner,
+    f: &Arc<OpenFile>,
+    addr: u64,
+    len: usize,
+    pos: Option<u64>,
+) -> KResult<usize> {
     let len = len.min(MAX_RW);
     if len <= CHUNK || !f.ops.seekable() {
         let mut buf = vec![0u8; len];
@@ -300,7 +334,9 @@ fn do_open(r: &mut Runner, dirfd: u64, path: &[u8], flags: i32, mode: u32) -> KR
     let cwd = r.dir_path(dirfd, path)?;
     let umask = lock(&r.t.fs()).umask;
     let creds = r.creds();
-    let f = r.k.vfs.open(&cwd, path, flags, mode & 0o7777 & !umask, &creds)?;
+    let f =
+        r.k.vfs
+            .open(&cwd, path, flags, mode & 0o7777 & !umask, &creds)?;
     r.install(f, flags & libc::O_CLOEXEC != 0)
 }
 
@@ -314,7 +350,13 @@ pub fn openat(r: &mut Runner, a: A) -> KResult<u64> {
 }
 pub fn creat(r: &mut Runner, a: A) -> KResult<u64> {
     let path = r.read_path(a[0])?;
-    do_open(r, libc::AT_FDCWD as u64, &path, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC, a[1] as u32)
+    do_open(
+        r,
+        libc::AT_FDCWD as u64,
+        &path,
+        libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC,
+        a[1] as u32,
+    )
 }
 
 pub fn close(r: &mut Runner, a: A) -> KResult<u64> {
@@ -325,14 +367,21 @@ pub fn close(r: &mut Runner, a: A) -> KResult<u64> {
 
 pub fn close_range(r: &mut Runner, a: A) -> KResult<u64> {
     const CLOSE_RANGE_CLOEXEC: u64 = 4;
-    let (lo, hi) = (a[0].min(i32::MAX as u64) as i32, a[1].min(i32::MAX as u64) as i32);
+    let (lo, hi) = (
+        a[0].min(i32::MAX as u64) as i32,
+        a[1].min(i32::MAX as u64) as i32,
+    );
     if lo > hi {
         return Err(Errno::EINVAL);
     }
     let files = r.t.files();
     let mut t = lock(&files);
     if a[2] & CLOSE_RANGE_CLOEXEC != 0 {
-        let fds: Vec<i32> = t.iter().map(|(k, _)| *k).filter(|k| (lo..=hi).contains(k)).collect();
+        let fds: Vec<i32> = t
+            .iter()
+            .map(|(k, _)| *k)
+            .filter(|k| (lo..=hi).contains(k))
+            .collect();
         for fd in fds {
             t.set_cloexec(fd, true)?;
         }
@@ -388,7 +437,8 @@ pub fn fcntl(r: &mut Runner, a: A) -> KResult<u64> {
             }
             let mut t = lock(&files);
             let f = t.get(fd)?;
-            t.insert_from(a[2] as i32, f, a[1] as i32 == libc::F_DUPFD_CLOEXEC, limit).map(|v| v as u64)
+            t.insert_from(a[2] as i32, f, a[1] as i32 == libc::F_DUPFD_CLOEXEC, limit)
+                .map(|v| v as u64)
         }
         libc::F_GETFD => Ok(lock(&files).entry(fd)?.cloexec as u64),
         libc::F_SETFD => {
@@ -398,10 +448,15 @@ pub fn fcntl(r: &mut Runner, a: A) -> KResult<u64> {
         libc::F_GETFL => Ok(r.file(a[0])?.flags() as u64),
         libc::F_SETFL => {
             let f = r.file(a[0])?;
-            let settable = libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_DIRECT | libc::O_NOATIME;
+            let settable = libc::O_APPEND
+                | libc::O_NONBLOCK
+                | libc::O_ASYNC
+                | libc::O_DIRECT
+                | libc::O_NOATIME;
             let cur = f.flags();
             let new = (cur & !settable) | (a[2] as i32 & settable);
-            f.flags.store(new as u32, std::sync::atomic::Ordering::Relaxed);
+            f.flags
+                .store(new as u32, std::sync::atomic::Ordering::Relaxed);
             Ok(0)
         }
         libc::F_GETLK | libc::F_OFD_GETLK => {
@@ -463,8 +518,13 @@ pub fn ioctl(r: &mut Runner, a: A) -> KResult<u64> {
         x if x == libc::FIONBIO as u32 => {
             let on: i32 = r.read_val(a[2])?;
             let cur = f.flags();
-            let new = if on != 0 { cur | libc::O_NONBLOCK } else { cur & !libc::O_NONBLOCK };
-            f.flags.store(new as u32, std::sync::atomic::Ordering::Relaxed);
+            let new = if on != 0 {
+                cur | libc::O_NONBLOCK
+            } else {
+                cur & !libc::O_NONBLOCK
+            };
+            f.flags
+                .store(new as u32, std::sync::atomic::Ordering::Relaxed);
             Ok(0)
         }
         x if x == libc::FIONREAD as u32 && f.ops.seekable() => {
@@ -493,7 +553,8 @@ fn stat_at(r: &mut Runner, dirfd: u64, path: &[u8], flags: i32) -> KResult<Stat>
         return r.file(dirfd)?.ops.stat();
     }
     let cwd = r.dir_path(dirfd, path)?;
-    r.k.vfs.stat(&cwd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0)
+    r.k.vfs
+        .stat(&cwd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0)
 }
 
 fn read_path_or_empty(r: &Runner, addr: u64) -> KResult<Vec<u8>> {
@@ -596,7 +657,11 @@ pub fn statfs(r: &mut Runner, a: A) -> KResult<u64> {
 
 pub fn fstatfs(r: &mut Runner, a: A) -> KResult<u64> {
     let f = r.file(a[0])?;
-    let path = if f.path.is_empty() { b"/".to_vec() } else { f.path.clone() };
+    let path = if f.path.is_empty() {
+        b"/".to_vec()
+    } else {
+        f.path.clone()
+    };
     let s = r.k.vfs.statfs(b"/", &path)?;
     r.write_val(a[1], &s)?;
     Ok(0)
@@ -613,7 +678,11 @@ fn do_getdents(r: &mut Runner, a: A, legacy: bool) -> KResult<u64> {
     let mut consumed = 0u64;
     for e in &entries {
         let name_len = e.name.len();
-        let reclen = if legacy { (8 + 8 + 2 + name_len + 2 + 7) & !7 } else { (8 + 8 + 2 + 1 + name_len + 1 + 7) & !7 };
+        let reclen = if legacy {
+            (8 + 8 + 2 + name_len + 2 + 7) & !7
+        } else {
+            (8 + 8 + 2 + 1 + name_len + 1 + 7) & !7
+        };
         if out.len() + reclen > cap {
             break;
         }
@@ -665,7 +734,8 @@ fn set_cwd(r: &mut Runner, base: &[u8], path: &[u8]) -> KResult<u64> {
     if !st.is_dir() {
         return Err(Errno::ENOTDIR);
     }
-    r.k.vfs.access(b"/", &resolved, libc::X_OK, true, &r.creds())?;
+    r.k.vfs
+        .access(b"/", &resolved, libc::X_OK, true, &r.creds())?;
     lock(&r.t.fs()).cwd = resolved;
     Ok(0)
 }
@@ -694,7 +764,8 @@ pub fn mkdirat(r: &mut Runner, a: A) -> KResult<u64> {
     let p = r.read_path(a[1])?;
     let cwd = r.dir_path(a[0], &p)?;
     let umask = lock(&r.t.fs()).umask;
-    r.k.vfs.mkdir(&cwd, &p, a[2] as u32 & 0o7777 & !umask, &r.creds())?;
+    r.k.vfs
+        .mkdir(&cwd, &p, a[2] as u32 & 0o7777 & !umask, &r.creds())?;
     Ok(0)
 }
 pub fn rmdir(r: &mut Runner, a: A) -> KResult<u64> {
@@ -717,7 +788,17 @@ pub fn unlinkat(r: &mut Runner, a: A) -> KResult<u64> {
     Ok(0)
 }
 pub fn rename(r: &mut Runner, a: A) -> KResult<u64> {
-    renameat2(r, [libc::AT_FDCWD as u64, a[0], libc::AT_FDCWD as u64, a[1], 0, 0])
+    renameat2(
+        r,
+        [
+            libc::AT_FDCWD as u64,
+            a[0],
+            libc::AT_FDCWD as u64,
+            a[1],
+            0,
+            0,
+        ],
+    )
 }
 pub fn renameat(r: &mut Runner, a: A) -> KResult<u64> {
     renameat2(r, [a[0], a[1], a[2], a[3], 0, 0])
@@ -727,18 +808,36 @@ pub fn renameat2(r: &mut Runner, a: A) -> KResult<u64> {
     let new = r.read_path(a[3])?;
     let c1 = r.dir_path(a[0], &old)?;
     let c2 = r.dir_path(a[2], &new)?;
-    r.k.vfs.rename(&c1, &old, &c2, &new, a[4] as u32, &r.creds())?;
+    r.k.vfs
+        .rename(&c1, &old, &c2, &new, a[4] as u32, &r.creds())?;
     Ok(0)
 }
 pub fn link(r: &mut Runner, a: A) -> KResult<u64> {
-    linkat(r, [libc::AT_FDCWD as u64, a[0], libc::AT_FDCWD as u64, a[1], 0, 0])
+    linkat(
+        r,
+        [
+            libc::AT_FDCWD as u64,
+            a[0],
+            libc::AT_FDCWD as u64,
+            a[1],
+            0,
+            0,
+        ],
+    )
 }
 pub fn linkat(r: &mut Runner, a: A) -> KResult<u64> {
     let old = r.read_path(a[1])?;
     let new = r.read_path(a[3])?;
     let c1 = r.dir_path(a[0], &old)?;
     let c2 = r.dir_path(a[2], &new)?;
-    r.k.vfs.link(&c1, &old, &c2, &new, a[4] as i32 & libc::AT_SYMLINK_FOLLOW != 0, &r.creds())?;
+    r.k.vfs.link(
+        &c1,
+        &old,
+        &c2,
+        &new,
+        a[4] as i32 & libc::AT_SYMLINK_FOLLOW != 0,
+        &r.creds(),
+    )?;
     Ok(0)
 }
 pub fn symlink(r: &mut Runner, a: A) -> KResult<u64> {
@@ -787,7 +886,13 @@ pub fn faccessat2(r: &mut Runner, a: A) -> KResult<u64> {
         return Err(Errno::EINVAL);
     }
     let cwd = r.dir_path(a[0], &p)?;
-    r.k.vfs.access(&cwd, &p, a[2] as i32, a[3] as i32 & libc::AT_SYMLINK_NOFOLLOW == 0, &r.creds())?;
+    r.k.vfs.access(
+        &cwd,
+        &p,
+        a[2] as i32,
+        a[3] as i32 & libc::AT_SYMLINK_NOFOLLOW == 0,
+        &r.creds(),
+    )?;
     Ok(0)
 }
 pub fn chmod(r: &mut Runner, a: A) -> KResult<u64> {
@@ -815,7 +920,17 @@ pub fn chown(r: &mut Runner, a: A) -> KResult<u64> {
     fchownat(r, [libc::AT_FDCWD as u64, a[0], a[1], a[2], 0, 0])
 }
 pub fn lchown(r: &mut Runner, a: A) -> KResult<u64> {
-    fchownat(r, [libc::AT_FDCWD as u64, a[0], a[1], a[2], libc::AT_SYMLINK_NOFOLLOW as u64, 0])
+    fchownat(
+        r,
+        [
+            libc::AT_FDCWD as u64,
+            a[0],
+            a[1],
+            a[2],
+            libc::AT_SYMLINK_NOFOLLOW as u64,
+            0,
+        ],
+    )
 }
 pub fn fchownat(r: &mut Runner, a: A) -> KResult<u64> {
     let p = read_path_or_empty(r, a[1])?;
@@ -827,7 +942,14 @@ pub fn fchownat(r: &mut Runner, a: A) -> KResult<u64> {
     } else {
         (r.dir_path(a[0], &p)?, p)
     };
-    r.k.vfs.chown(&cwd, &p, id_opt(a[2]), id_opt(a[3]), a[4] as i32 & libc::AT_SYMLINK_NOFOLLOW == 0, &r.creds())?;
+    r.k.vfs.chown(
+        &cwd,
+        &p,
+        id_opt(a[2]),
+        id_opt(a[3]),
+        a[4] as i32 & libc::AT_SYMLINK_NOFOLLOW == 0,
+        &r.creds(),
+    )?;
     Ok(0)
 }
 pub fn fchown(r: &mut Runner, a: A) -> KResult<u64> {
@@ -835,7 +957,8 @@ pub fn fchown(r: &mut Runner, a: A) -> KResult<u64> {
     if p.is_empty() {
         return Ok(0);
     }
-    r.k.vfs.chown(b"/", &p, id_opt(a[1]), id_opt(a[2]), true, &r.creds())?;
+    r.k.vfs
+        .chown(b"/", &p, id_opt(a[1]), id_opt(a[2]), true, &r.creds())?;
     Ok(0)
 }
 
@@ -933,7 +1056,7 @@ fn do_pipe(r: &mut Runner, addr: u64, flags: i32) -> KResult<u64> {
     if flags & !(libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_DIRECT) != 0 {
         return Err(Errno::EINVAL);
     }
-    let (rd, wr) = Pipe::new();
+    let (rd, wr) = Pipe::pair();
     let nb = flags & libc::O_NONBLOCK;
     let rf = OpenFile::new(Box::new(rd), libc::O_RDONLY | nb, Vec::new());
     let wf = OpenFile::new(Box::new(wr), libc::O_WRONLY | nb, Vec::new());
@@ -969,7 +1092,11 @@ pub fn sendfile(r: &mut Runner, a: A) -> KResult<u64> {
     let out = r.file(a[0])?;
     let inp = r.file(a[1])?;
     let count = (a[3] as usize).min(MAX_RW);
-    let mut off: Option<u64> = if a[2] != 0 { Some(r.read_val(a[2])?) } else { None };
+    let mut off: Option<u64> = if a[2] != 0 {
+        Some(r.read_val(a[2])?)
+    } else {
+        None
+    };
     let mut done = 0;
     let mut buf = vec![0u8; count.min(CHUNK)];
     while done < count {
@@ -1007,7 +1134,9 @@ fn poll_files(r: &mut Runner, fds: &[(i32, i16)], deadline: Option<Instant>) -> 
     let files: Vec<Option<Arc<OpenFile>>> = {
         let t = r.t.files();
         let t = lock(&t);
-        fds.iter().map(|(fd, _)| if *fd < 0 { None } else { t.get(*fd).ok() }).collect()
+        fds.iter()
+            .map(|(fd, _)| if *fd < 0 { None } else { t.get(*fd).ok() })
+            .collect()
     };
     let check = |files: &[Option<Arc<OpenFile>>]| -> (Vec<i16>, usize) {
         let mut out = Vec::with_capacity(fds.len());
@@ -1019,7 +1148,8 @@ fn poll_files(r: &mut Runner, fds: &[(i32, i16)], deadline: Option<Instant>) -> 
                 match &files[i] {
                     None => PollEvents::NVAL.bits(),
                     Some(f) => {
-                        let mut want = PollEvents::from_bits_truncate(*ev) | PollEvents::ERR | PollEvents::HUP;
+                        let mut want =
+                            PollEvents::from_bits_truncate(*ev) | PollEvents::ERR | PollEvents::HUP;
                         if want.contains(PollEvents::IN) {
                             want |= PollEvents::RDNORM;
                         }
@@ -1042,7 +1172,8 @@ fn poll_files(r: &mut Runner, fds: &[(i32, i16)], deadline: Option<Instant>) -> 
         return Ok(first);
     }
     let holders: Vec<Arc<OpenFile>> = files.iter().flatten().cloned().collect();
-    let queues: Vec<&crate::kernel::wait::WaitQueue> = holders.iter().filter_map(|f| f.ops.wait_queue()).collect();
+    let queues: Vec<&crate::kernel::wait::WaitQueue> =
+        holders.iter().filter_map(|f| f.ops.wait_queue()).collect();
     let host: Vec<(i32, i16)> = files
         .iter()
         .zip(fds)
@@ -1065,7 +1196,10 @@ fn do_poll(r: &mut Runner, addr: u64, nfds: u64, deadline: Option<Instant>) -> K
     let mut fds = Vec::with_capacity(nfds as usize);
     for i in 0..nfds {
         let p: [u8; 8] = r.read_val(addr + i * 8)?;
-        fds.push((i32::from_le_bytes([p[0], p[1], p[2], p[3]]), i16::from_le_bytes([p[4], p[5]])));
+        fds.push((
+            i32::from_le_bytes([p[0], p[1], p[2], p[3]]),
+            i16::from_le_bytes([p[4], p[5]]),
+        ));
     }
     let rev = poll_files(r, &fds, deadline)?;
     let mut n = 0;
@@ -1086,10 +1220,16 @@ fn timespec_deadline(r: &Runner, addr: u64) -> KResult<Option<Instant>> {
     if ts[0] < 0 || !(0..1_000_000_000).contains(&ts[1]) {
         return Err(Errno::EINVAL);
     }
-    Ok(Some(Instant::now() + Duration::new(ts[0] as u64, ts[1] as u32)))
+    Ok(Some(
+        Instant::now() + Duration::new(ts[0] as u64, ts[1] as u32),
+    ))
 }
 
-fn with_sigmask<T>(r: &mut Runner, mask_addr: u64, f: impl FnOnce(&mut Runner) -> KResult<T>) -> KResult<T> {
+fn with_sigmask<T>(
+    r: &mut Runner,
+    mask_addr: u64,
+    f: impl FnOnce(&mut Runner) -> KResult<T>,
+) -> KResult<T> {
     if mask_addr == 0 {
         return f(r);
     }
@@ -1102,7 +1242,10 @@ fn with_sigmask<T>(r: &mut Runner, mask_addr: u64, f: impl FnOnce(&mut Runner) -
     };
     let res = f(r);
     let mut s = lock(&r.t.sig);
-    if matches!(res, Err(Errno::ERESTARTSYS) | Err(Errno::ERESTARTNOHAND) | Err(Errno::EINTR)) {
+    if matches!(
+        res,
+        Err(Errno::ERESTARTSYS) | Err(Errno::ERESTARTNOHAND) | Err(Errno::EINTR)
+    ) {
         // Restore after the handler runs (sigsuspend semantics).
         s.saved_mask = Some(old);
     } else {
@@ -1114,16 +1257,34 @@ fn with_sigmask<T>(r: &mut Runner, mask_addr: u64, f: impl FnOnce(&mut Runner) -
 pub fn poll(r: &mut Runner, a: A) -> KResult<u64> {
     let t = a[2] as i32;
     let deadline = (t >= 0).then(|| Instant::now() + Duration::from_millis(t as u64));
-    do_poll(r, a[0], a[1], deadline).map_err(|e| if e == Errno::ERESTARTSYS { Errno::ERESTARTNOHAND } else { e })
+    do_poll(r, a[0], a[1], deadline).map_err(|e| {
+        if e == Errno::ERESTARTSYS {
+            Errno::ERESTARTNOHAND
+        } else {
+            e
+        }
+    })
 }
 
 pub fn ppoll(r: &mut Runner, a: A) -> KResult<u64> {
     let deadline = timespec_deadline(r, a[2])?;
-    with_sigmask(r, a[3], |r| do_poll(r, a[0], a[1], deadline))
-        .map_err(|e| if e == Errno::ERESTARTSYS { Errno::ERESTARTNOHAND } else { e })
+    with_sigmask(r, a[3], |r| do_poll(r, a[0], a[1], deadline)).map_err(|e| {
+        if e == Errno::ERESTARTSYS {
+            Errno::ERESTARTNOHAND
+        } else {
+            e
+        }
+    })
 }
 
-fn do_select(r: &mut Runner, n: u64, rd: u64, wr: u64, ex: u64, deadline: Option<Instant>) -> KResult<u64> {
+fn do_select(
+    r: &mut Runner,
+    n: u64,
+    rd: u64,
+    wr: u64,
+    ex: u64,
+    deadline: Option<Instant>,
+) -> KResult<u64> {
     if n > 1024 * 64 {
         return Err(Errno::EINVAL);
     }
@@ -1197,7 +1358,13 @@ pub fn select(r: &mut Runner, a: A) -> KResult<u64> {
     } else {
         None
     };
-    do_select(r, a[0], a[1], a[2], a[3], deadline).map_err(|e| if e == Errno::ERESTARTSYS { Errno::ERESTARTNOHAND } else { e })
+    do_select(r, a[0], a[1], a[2], a[3], deadline).map_err(|e| {
+        if e == Errno::ERESTARTSYS {
+            Errno::ERESTARTNOHAND
+        } else {
+            e
+        }
+    })
 }
 
 pub fn pselect6(r: &mut Runner, a: A) -> KResult<u64> {
@@ -1208,6 +1375,14 @@ pub fn pselect6(r: &mut Runner, a: A) -> KResult<u64> {
     } else {
         0
     };
-    with_sigmask(r, mask_addr, |r| do_select(r, a[0], a[1], a[2], a[3], deadline))
-        .map_err(|e| if e == Errno::ERESTARTSYS { Errno::ERESTARTNOHAND } else { e })
+    with_sigmask(r, mask_addr, |r| {
+        do_select(r, a[0], a[1], a[2], a[3], deadline)
+    })
+    .map_err(|e| {
+        if e == Errno::ERESTARTSYS {
+            Errno::ERESTARTNOHAND
+        } else {
+            e
+        }
+    })
 }

@@ -18,7 +18,7 @@ const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
 
 pub fn mmap(r: &mut Runner, a: A) -> KResult<u64> {
     let (hint, len, prot, flags, fd, off) = (a[0], a[1], a[2] as i32, a[3], a[4] as i32, a[5]);
-    if len == 0 || off % PAGE_SIZE != 0 {
+    if len == 0 || !off.is_multiple_of(PAGE_SIZE) {
         return Err(Errno::EINVAL);
     }
     let len = page_up(len);
@@ -33,7 +33,11 @@ pub fn mmap(r: &mut Runner, a: A) -> KResult<u64> {
     let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
     let mut mm = lock(&r.mm);
     let addr = mm.pick_addr(hint, len, fixed)?;
-    if flags & MAP_FIXED_NOREPLACE != 0 && (addr..addr + len).step_by(PAGE_SIZE as usize).any(|p| mm.find(p).is_some()) {
+    if flags & MAP_FIXED_NOREPLACE != 0
+        && (addr..addr + len)
+            .step_by(PAGE_SIZE as usize)
+            .any(|p| mm.find(p).is_some())
+    {
         return Err(Errno::EEXIST);
     }
     if flags & MAP_ANONYMOUS != 0 {
@@ -49,12 +53,24 @@ pub fn mmap(r: &mut Runner, a: A) -> KResult<u64> {
         return Err(Errno::EACCES);
     }
     let st = f.ops.stat()?;
-    let name = VmaName::File { path: String::from_utf8_lossy(&f.path).into_owned(), offset: off, ino: st.st_ino };
+    let name = VmaName::File {
+        path: String::from_utf8_lossy(&f.path).into_owned(),
+        offset: off,
+        ino: st.st_ino,
+    };
     let source = f.ops.mmap_source()?;
     let mut mm = lock(&r.mm);
     match source {
         MmapSource::HostFd(hfd) if shared => {
-            mm.insert(&mut r.ctx, addr, len, prot, true, Backing::File { fd: hfd, off }, name)?;
+            mm.insert(
+                &mut r.ctx,
+                addr,
+                len,
+                prot,
+                true,
+                Backing::File { fd: hfd, off },
+                name,
+            )?;
         }
         _ => {
             // Private (or read-only shared) mapping: a private copy of the
@@ -77,7 +93,14 @@ pub fn munmap(r: &mut Runner, a: A) -> KResult<u64> {
 
 pub fn mprotect(r: &mut Runner, a: A) -> KResult<u64> {
     let prot = a[2] as i32;
-    if prot & !(libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC | libc::PROT_GROWSDOWN | libc::PROT_GROWSUP) != 0 {
+    if prot
+        & !(libc::PROT_READ
+            | libc::PROT_WRITE
+            | libc::PROT_EXEC
+            | libc::PROT_GROWSDOWN
+            | libc::PROT_GROWSUP)
+        != 0
+    {
         return Err(Errno::EINVAL);
     }
     let prot = prot & (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC);
@@ -93,15 +116,24 @@ pub fn mremap(r: &mut Runner, a: A) -> KResult<u64> {
     const MREMAP_MAYMOVE: u64 = 1;
     const MREMAP_FIXED: u64 = 2;
     let flags = a[3];
-    if flags & !(MREMAP_MAYMOVE | MREMAP_FIXED | 4) != 0 || (flags & MREMAP_FIXED != 0 && flags & MREMAP_MAYMOVE == 0) {
+    if flags & !(MREMAP_MAYMOVE | MREMAP_FIXED | 4) != 0
+        || (flags & MREMAP_FIXED != 0 && flags & MREMAP_MAYMOVE == 0)
+    {
         return Err(Errno::EINVAL);
     }
     let fixed = (flags & MREMAP_FIXED != 0).then_some(a[4]);
-    lock(&r.mm).remap(&mut r.ctx, a[0], a[1], a[2], flags & MREMAP_MAYMOVE != 0, fixed)
+    lock(&r.mm).remap(
+        &mut r.ctx,
+        a[0],
+        a[1],
+        a[2],
+        flags & MREMAP_MAYMOVE != 0,
+        fixed,
+    )
 }
 
 pub fn madvise(r: &mut Runner, a: A) -> KResult<u64> {
-    if a[0] % PAGE_SIZE != 0 {
+    if !a[0].is_multiple_of(PAGE_SIZE) {
         return Err(Errno::EINVAL);
     }
     match a[2] as i32 {
@@ -114,7 +146,7 @@ pub fn madvise(r: &mut Runner, a: A) -> KResult<u64> {
 }
 
 pub fn msync(r: &mut Runner, a: A) -> KResult<u64> {
-    if a[0] % PAGE_SIZE != 0 {
+    if !a[0].is_multiple_of(PAGE_SIZE) {
         return Err(Errno::EINVAL);
     }
     // Shared mappings are the file's own pages: nothing to write back.

@@ -63,9 +63,23 @@ fn set_ids(r: &Runner, uid: bool, ids: [u64; 3]) -> KResult<u64> {
             }
         }
     }
-    let pick = |new: u64, old: u32| if new as u32 == u32::MAX { old } else { new as u32 };
-    let n = (pick(ids[0], cur.0), pick(ids[1], cur.1), pick(ids[2], cur.2));
-    if uid { c.uid = n } else { c.gid = n }
+    let pick = |new: u64, old: u32| {
+        if new as u32 == u32::MAX {
+            old
+        } else {
+            new as u32
+        }
+    };
+    let n = (
+        pick(ids[0], cur.0),
+        pick(ids[1], cur.1),
+        pick(ids[2], cur.2),
+    );
+    if uid {
+        c.uid = n
+    } else {
+        c.gid = n
+    }
     Ok(0)
 }
 pub fn setuid(r: &mut Runner, a: A) -> KResult<u64> {
@@ -147,9 +161,11 @@ pub fn sched_yield(_r: &mut Runner, _: A) -> KResult<u64> {
     Ok(0)
 }
 pub fn sched_getaffinity(r: &mut Runner, a: A) -> KResult<u64> {
-    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let len = a[1] as usize;
-    if len < 8 || len % 8 != 0 {
+    if len < 8 || !len.is_multiple_of(8) {
         return Err(Errno::EINVAL);
     }
     let mut mask = vec![0u8; len.min(128)];
@@ -175,7 +191,11 @@ pub fn set_robust_list(r: &mut Runner, a: A) -> KResult<u64> {
     Ok(0)
 }
 pub fn get_robust_list(r: &mut Runner, a: A) -> KResult<u64> {
-    let t = if a[0] == 0 { r.t.clone() } else { r.k.task(a[0] as i32).ok_or(Errno::ESRCH)? };
+    let t = if a[0] == 0 {
+        r.t.clone()
+    } else {
+        r.k.task(a[0] as i32).ok_or(Errno::ESRCH)?
+    };
     r.write_val(a[1], &t.robust_list.load(Ordering::Relaxed))?;
     r.write_val(a[2], &24u64)?;
     Ok(0)
@@ -236,8 +256,13 @@ pub fn prctl(r: &mut Runner, a: A) -> KResult<u64> {
             r.write_mem(a[1], &b)?;
             Ok(0)
         }
-        libc::PR_SET_PDEATHSIG | libc::PR_SET_DUMPABLE | libc::PR_SET_NO_NEW_PRIVS | libc::PR_SET_CHILD_SUBREAPER
-        | libc::PR_SET_KEEPCAPS | libc::PR_SET_TIMERSLACK | libc::PR_SET_THP_DISABLE => Ok(0),
+        libc::PR_SET_PDEATHSIG
+        | libc::PR_SET_DUMPABLE
+        | libc::PR_SET_NO_NEW_PRIVS
+        | libc::PR_SET_CHILD_SUBREAPER
+        | libc::PR_SET_KEEPCAPS
+        | libc::PR_SET_TIMERSLACK
+        | libc::PR_SET_THP_DISABLE => Ok(0),
         libc::PR_GET_DUMPABLE => Ok(1),
         libc::PR_GET_NO_NEW_PRIVS | libc::PR_GET_CHILD_SUBREAPER | libc::PR_GET_KEEPCAPS => Ok(0),
         libc::PR_GET_PDEATHSIG => r.write_val(a[1], &0i32).map(|_| 0),
@@ -250,7 +275,14 @@ pub fn prctl(r: &mut Runner, a: A) -> KResult<u64> {
 pub fn uname(r: &mut Runner, a: A) -> KResult<u64> {
     let mut buf = [0u8; 65 * 6];
     let host = lock(&r.k.hostname).clone();
-    let fields: [&[u8]; 6] = [b"Linux", &host, b"6.8.0-rvisor", b"#1 SMP PREEMPT_DYNAMIC rvisor", b"x86_64", b"(none)"];
+    let fields: [&[u8]; 6] = [
+        b"Linux",
+        &host,
+        b"6.8.0-rvisor",
+        b"#1 SMP PREEMPT_DYNAMIC rvisor",
+        b"x86_64",
+        b"(none)",
+    ];
     for (i, f) in fields.iter().enumerate() {
         let n = f.len().min(64);
         buf[i * 65..i * 65 + n].copy_from_slice(&f[..n]);
@@ -318,7 +350,13 @@ pub fn prlimit64(r: &mut Runner, a: A) -> KResult<u64> {
         lock(&g.inner).rlimits[res] = (l.cur, l.max);
     }
     if a[3] != 0 {
-        r.write_val(a[3], &Rlimit { cur: old.0, max: old.1 })?;
+        r.write_val(
+            a[3],
+            &Rlimit {
+                cur: old.0,
+                max: old.1,
+            },
+        )?;
     }
     Ok(0)
 }
@@ -332,7 +370,12 @@ pub fn sysinfo(r: &mut Runner, a: A) -> KResult<u64> {
     si.procs = lock(&r.k.pids).tasks.len() as u16;
     si.loads = [0; 3];
     // SAFETY: viewing plain data as bytes.
-    let bytes = unsafe { std::slice::from_raw_parts(&si as *const _ as *const u8, std::mem::size_of::<libc::sysinfo>()) };
+    let bytes = unsafe {
+        std::slice::from_raw_parts(
+            &si as *const _ as *const u8,
+            std::mem::size_of::<libc::sysinfo>(),
+        )
+    };
     r.write_mem(a[0], bytes)?;
     Ok(0)
 }
@@ -438,9 +481,13 @@ pub fn wait4(r: &mut Runner, a: A) -> KResult<u64> {
 pub fn waitid(r: &mut Runner, a: A) -> KResult<u64> {
     let (idtype, id, infop, opts) = (a[0], a[1] as i32, a[2], a[3]);
     let sel = match idtype {
-        0 => Sel::Any,                           // P_ALL
-        1 => Sel::Pid(id),                       // P_PID
-        2 => Sel::Pgid(if id == 0 { lock(&r.t.tg.inner).pgid } else { id }), // P_PGID
+        0 => Sel::Any,     // P_ALL
+        1 => Sel::Pid(id), // P_PID
+        2 => Sel::Pgid(if id == 0 {
+            lock(&r.t.tg.inner).pgid
+        } else {
+            id
+        }), // P_PGID
         _ => return Err(Errno::EINVAL),
     };
     if opts & (WEXITED | WUNTRACED | WCONTINUED) == 0 {
@@ -493,7 +540,11 @@ fn new_task(r: &Runner, tid: i32, tg: Arc<ThreadGroup>, flags: u64) -> KResult<A
         tid,
         tg,
         waker,
-        sig: Mutex::new(TaskSignals { mask, altstack, ..Default::default() }),
+        sig: Mutex::new(TaskSignals {
+            mask,
+            altstack,
+            ..Default::default()
+        }),
         mm: Mutex::new(mm),
         files: Mutex::new(files),
         fs: Mutex::new(fs),
@@ -507,7 +558,14 @@ fn new_task(r: &Runner, tid: i32, tg: Arc<ThreadGroup>, flags: u64) -> KResult<A
 }
 
 /// clone(2) with the x86_64 argument order (flags, stack, ptid, ctid, tls).
-fn do_clone(r: &mut Runner, flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u64) -> KResult<u64> {
+fn do_clone(
+    r: &mut Runner,
+    flags: u64,
+    stack: u64,
+    ptid: u64,
+    ctid: u64,
+    tls: u64,
+) -> KResult<u64> {
     let thread = flags & libc::CLONE_THREAD as u64 != 0;
     let vm = flags & libc::CLONE_VM as u64 != 0;
     if thread && (flags & libc::CLONE_SIGHAND as u64 == 0 || !vm) {
@@ -516,8 +574,13 @@ fn do_clone(r: &mut Runner, flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u
     if flags & libc::CLONE_SIGHAND as u64 != 0 && !vm {
         return Err(Errno::EINVAL);
     }
-    let unsupported = (libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWNET | libc::CLONE_NEWUSER
-        | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWCGROUP) as u64;
+    let unsupported = (libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWUSER
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWCGROUP) as u64;
     if flags & unsupported != 0 {
         return Err(Errno::EPERM);
     }
@@ -532,7 +595,11 @@ fn do_clone(r: &mut Runner, flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u
         } else {
             Arc::new(Mutex::new(lock(&r.t.tg.handlers()).clone()))
         };
-        let parent = if flags & libc::CLONE_PARENT as u64 != 0 { parent_inner.parent.clone() } else { Some(r.t.tg.clone()) };
+        let parent = if flags & libc::CLONE_PARENT as u64 != 0 {
+            parent_inner.parent.clone()
+        } else {
+            Some(r.t.tg.clone())
+        };
         Arc::new(ThreadGroup {
             tgid: tid,
             inner: Mutex::new(TgInner {
@@ -573,7 +640,9 @@ fn do_clone(r: &mut Runner, flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u
     let src = if vm {
         ContextSource::Member(r.ctx.clone_member().map_err(Errno)?)
     } else {
-        ContextSource::NewProcess { fp: Some(r.ctx.get_fp().map_err(Errno)?) }
+        ContextSource::NewProcess {
+            fp: Some(r.ctx.get_fp().map_err(Errno)?),
+        }
     };
     if flags & libc::CLONE_PARENT_SETTID as u64 != 0 {
         r.write_val(ptid, &(tid as u32))?;
@@ -596,7 +665,11 @@ fn do_clone(r: &mut Runner, flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u
             lock(&p.inner).children.push(tg.clone());
         }
     }
-    let vfork = if flags & libc::CLONE_VFORK as u64 != 0 { Some(Arc::new(VforkDone::default())) } else { None };
+    let vfork = if flags & libc::CLONE_VFORK as u64 != 0 {
+        Some(Arc::new(VforkDone::default()))
+    } else {
+        None
+    };
     if let Err(e) = run::spawn(k.clone(), t.clone(), regs, src, vfork.clone(), None) {
         tracing::error!("cannot start a kernel thread: {e}");
         run::exit_task(&k, &t, Exit::Group(libc::SIGKILL));
@@ -607,9 +680,12 @@ fn do_clone(r: &mut Runner, flags: u64, stack: u64, ptid: u64, ctid: u64, tls: u
         // interrupt this wait (vfork semantics); a fatal one still does.
         let v2 = v.clone();
         loop {
-            let res = r.block(&[&v2.wq], &[], Some(Instant::now() + Duration::from_millis(100)), |_| {
-                v.done.load(Ordering::Acquire).then_some(Ok(()))
-            });
+            let res = r.block(
+                &[&v2.wq],
+                &[],
+                Some(Instant::now() + Duration::from_millis(100)),
+                |_| v.done.load(Ordering::Acquire).then_some(Ok(())),
+            );
             if res.is_ok() || r.t.killed.load(Ordering::Relaxed) {
                 break;
             }
@@ -625,7 +701,14 @@ pub fn fork(r: &mut Runner, _: A) -> KResult<u64> {
     do_clone(r, libc::SIGCHLD as u64, 0, 0, 0, 0)
 }
 pub fn vfork(r: &mut Runner, _: A) -> KResult<u64> {
-    do_clone(r, (libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD) as u64, 0, 0, 0, 0)
+    do_clone(
+        r,
+        (libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD) as u64,
+        0,
+        0,
+        0,
+        0,
+    )
 }
 
 pub fn execve(r: &mut Runner, a: A) -> KResult<u64> {
@@ -656,7 +739,8 @@ fn read_timespec(r: &Runner, addr: u64) -> KResult<Duration> {
 }
 
 pub fn futex(r: &mut Runner, a: A) -> KResult<u64> {
-    let (uaddr, op, val, timeout, uaddr2, val3) = (a[0], a[1], a[2] as u32, a[3], a[4], a[5] as u32);
+    let (uaddr, op, val, timeout, uaddr2, val3) =
+        (a[0], a[1], a[2] as u32, a[3], a[4], a[5] as u32);
     let cmd = op & 0x7f;
     let key = key_of(&lock(&r.mm), uaddr)?;
     match cmd {
@@ -671,21 +755,35 @@ pub fn futex(r: &mut Runner, a: A) -> KResult<u64> {
                     Some(Instant::now() + d)
                 } else {
                     // Absolute time on CLOCK_MONOTONIC or CLOCK_REALTIME.
-                    let clock = if op & FUTEX_CLOCK_REALTIME != 0 { libc::CLOCK_REALTIME } else { libc::CLOCK_MONOTONIC };
+                    let clock = if op & FUTEX_CLOCK_REALTIME != 0 {
+                        libc::CLOCK_REALTIME
+                    } else {
+                        libc::CLOCK_MONOTONIC
+                    };
                     let now = super::time::host_clock(clock);
                     Some(Instant::now() + d.saturating_sub(now))
                 }
             } else {
                 None
             };
-            let w = Arc::new(FutexWaiter { woken: AtomicBool::new(false), waker: r.t.waker.clone(), bitset });
+            let w = Arc::new(FutexWaiter {
+                woken: AtomicBool::new(false),
+                waker: r.t.waker.clone(),
+                bitset,
+            });
             let mm = r.mm.clone();
             r.k.futexes.enqueue(key, w.clone(), || {
                 let cur: u32 = lock(&mm).read_val(uaddr)?;
-                if cur != val { Err(Errno::EAGAIN) } else { Ok(()) }
+                if cur != val {
+                    Err(Errno::EAGAIN)
+                } else {
+                    Ok(())
+                }
             })?;
             let w2 = w.clone();
-            let res = r.block(&[], &[], deadline, move |_| w2.woken.load(Ordering::Acquire).then_some(Ok(())));
+            let res = r.block(&[], &[], deadline, move |_| {
+                w2.woken.load(Ordering::Acquire).then_some(Ok(()))
+            });
             if res.is_err() && r.k.futexes.dequeue(key, &w) {
                 return match res {
                     Err(Errno::ERESTARTSYS) => Err(Errno::EINTR),
@@ -705,15 +803,17 @@ pub fn futex(r: &mut Runner, a: A) -> KResult<u64> {
         FUTEX_REQUEUE | FUTEX_CMP_REQUEUE => {
             let key2 = key_of(&lock(&r.mm), uaddr2)?;
             let mm = r.mm.clone();
-            let n = r.k.futexes.requeue(key, key2, val as usize, timeout as u32 as usize, || {
-                if cmd == FUTEX_CMP_REQUEUE {
-                    let cur: u32 = lock(&mm).read_val(uaddr)?;
-                    if cur != val3 {
-                        return Err(Errno::EAGAIN);
-                    }
-                }
-                Ok(())
-            })?;
+            let n =
+                r.k.futexes
+                    .requeue(key, key2, val as usize, timeout as u32 as usize, || {
+                        if cmd == FUTEX_CMP_REQUEUE {
+                            let cur: u32 = lock(&mm).read_val(uaddr)?;
+                            if cur != val3 {
+                                return Err(Errno::EAGAIN);
+                            }
+                        }
+                        Ok(())
+                    })?;
             Ok(n as u64)
         }
         FUTEX_WAKE_OP => {

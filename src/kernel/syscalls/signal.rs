@@ -2,7 +2,7 @@
 #![allow(missing_docs)] // handlers are named after the syscalls they serve
 
 use crate::kernel::run::Runner;
-use crate::kernel::signal::{self, SigAction, SigInfo, SigSet, StackT, SS_DISABLE, SS_ONSTACK};
+use crate::kernel::signal::{self, SS_DISABLE, SS_ONSTACK, SigAction, SigInfo, SigSet, StackT};
 use crate::kernel::task::lock;
 use crate::kernel::{Errno, KResult};
 use std::time::{Duration, Instant};
@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 type A = [u64; 6];
 
 fn valid(sig: u64) -> KResult<i32> {
-    if (1..=64).contains(&sig) { Ok(sig as i32) } else { Err(Errno::EINVAL) }
+    if (1..=64).contains(&sig) {
+        Ok(sig as i32)
+    } else {
+        Err(Errno::EINVAL)
+    }
 }
 
 pub fn rt_sigaction(r: &mut Runner, a: A) -> KResult<u64> {
@@ -19,7 +23,11 @@ pub fn rt_sigaction(r: &mut Runner, a: A) -> KResult<u64> {
         return Err(Errno::EINVAL);
     }
     let handlers = r.t.tg.handlers();
-    let new = if a[1] != 0 { Some(r.read_val::<SigAction>(a[1])?) } else { None };
+    let new = if a[1] != 0 {
+        Some(r.read_val::<SigAction>(a[1])?)
+    } else {
+        None
+    };
     if new.is_some() && (sig == libc::SIGKILL || sig == libc::SIGSTOP) {
         return Err(Errno::EINVAL);
     }
@@ -43,7 +51,11 @@ pub fn rt_sigprocmask(r: &mut Runner, a: A) -> KResult<u64> {
     if a[3] != 8 {
         return Err(Errno::EINVAL);
     }
-    let new = if a[1] != 0 { Some(r.read_val::<SigSet>(a[1])?) } else { None };
+    let new = if a[1] != 0 {
+        Some(r.read_val::<SigSet>(a[1])?)
+    } else {
+        None
+    };
     let old = lock(&r.t.sig).mask;
     if let Some(set) = new {
         let mask = match a[0] as i32 {
@@ -74,7 +86,9 @@ pub fn rt_sigpending(r: &mut Runner, a: A) -> KResult<u64> {
 
 pub fn sigaltstack(r: &mut Runner, a: A) -> KResult<u64> {
     let old = lock(&r.t.sig).altstack;
-    let on = old.ss_flags & SS_DISABLE == 0 && r.regs.rsp > old.ss_sp && r.regs.rsp <= old.ss_sp + old.ss_size;
+    let on = old.ss_flags & SS_DISABLE == 0
+        && r.regs.rsp > old.ss_sp
+        && r.regs.rsp <= old.ss_sp + old.ss_size;
     if a[0] != 0 {
         if on {
             return Err(Errno::EPERM);
@@ -86,7 +100,14 @@ pub fn sigaltstack(r: &mut Runner, a: A) -> KResult<u64> {
         if n.ss_flags & SS_DISABLE == 0 && n.ss_size < 2048 {
             return Err(Errno::ENOMEM);
         }
-        let n = if n.ss_flags & SS_DISABLE != 0 { StackT { ss_flags: SS_DISABLE, ..Default::default() } } else { n };
+        let n = if n.ss_flags & SS_DISABLE != 0 {
+            StackT {
+                ss_flags: SS_DISABLE,
+                ..Default::default()
+            }
+        } else {
+            n
+        };
         lock(&r.t.sig).altstack = n;
     }
     if a[1] != 0 {
@@ -102,7 +123,9 @@ pub fn sigaltstack(r: &mut Runner, a: A) -> KResult<u64> {
 }
 
 pub fn pause(r: &mut Runner, _: A) -> KResult<u64> {
-    r.block::<()>(&[], &[], None, |_| None).map(|_| 0).map_err(|_| Errno::ERESTARTNOHAND)
+    r.block::<()>(&[], &[], None, |_| None)
+        .map(|_| 0)
+        .map_err(|_| Errno::ERESTARTNOHAND)
 }
 
 pub fn rt_sigsuspend(r: &mut Runner, a: A) -> KResult<u64> {
@@ -173,12 +196,26 @@ pub fn kill(r: &mut Runner, a: A) -> KResult<u64> {
             let pgid = lock(&r.t.tg.inner).pgid;
             r.k.thread_groups()
                 .into_iter()
-                .filter(|g| if pid == 0 { lock(&g.inner).pgid == pgid } else { g.tgid != 1 && g.tgid != r.t.tg.tgid })
+                .filter(|g| {
+                    if pid == 0 {
+                        lock(&g.inner).pgid == pgid
+                    } else {
+                        g.tgid != 1 && g.tgid != r.t.tg.tgid
+                    }
+                })
                 .collect()
         }
-        p => r.k.thread_groups().into_iter().filter(|g| lock(&g.inner).pgid == -p).collect(),
+        p => {
+            r.k.thread_groups()
+                .into_iter()
+                .filter(|g| lock(&g.inner).pgid == -p)
+                .collect()
+        }
     };
-    let targets: Vec<_> = targets.into_iter().filter(|g| lock(&g.inner).state == crate::kernel::task::TgState::Running).collect();
+    let targets: Vec<_> = targets
+        .into_iter()
+        .filter(|g| lock(&g.inner).state == crate::kernel::task::TgState::Running)
+        .collect();
     if targets.is_empty() {
         return Err(Errno::ESRCH);
     }
@@ -208,7 +245,10 @@ fn thread_kill(r: &mut Runner, tgid: Option<i32>, tid: i32, sig: i32) -> KResult
     if sig == 0 {
         return Ok(0);
     }
-    if t.tg.tgid == 1 && lock(&t.tg.handlers()).get(sig).handler == signal::SIG_DFL && !std::sync::Arc::ptr_eq(&t.tg, &r.t.tg) {
+    if t.tg.tgid == 1
+        && lock(&t.tg.handlers()).get(sig).handler == signal::SIG_DFL
+        && !std::sync::Arc::ptr_eq(&t.tg, &r.t.tg)
+    {
         return Ok(0);
     }
     let info = sender_info(r, sig, signal::SI_TKILL);

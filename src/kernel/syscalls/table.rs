@@ -49,14 +49,24 @@ const IMPLEMENTED: &[(u32, Handler, Support, &str)] = &[
     (6, fs::lstat, Full, ""),
     (7, fs::poll, Full, ""),
     (8, fs::lseek, Full, ""),
-    (9, mm::mmap, Partial, "private file mappings are copied at map time"),
+    (
+        9,
+        mm::mmap,
+        Partial,
+        "private file mappings are copied at map time",
+    ),
     (10, mm::mprotect, Full, ""),
     (11, mm::munmap, Full, ""),
     (12, mm::brk, Full, ""),
     (13, signal::rt_sigaction, Full, ""),
     (14, signal::rt_sigprocmask, Full, ""),
     (15, signal::rt_sigreturn, Full, ""),
-    (16, fs::ioctl, Partial, "terminal ioctls on host terminals, FIONREAD, FIOCLEX"),
+    (
+        16,
+        fs::ioctl,
+        Partial,
+        "terminal ioctls on host terminals, FIONREAD, FIOCLEX",
+    ),
     (17, fs::pread64, Full, ""),
     (18, fs::pwrite64, Full, ""),
     (19, fs::readv, Full, ""),
@@ -67,8 +77,18 @@ const IMPLEMENTED: &[(u32, Handler, Support, &str)] = &[
     (24, process::sched_yield, Full, ""),
     (25, mm::mremap, Full, ""),
     (26, mm::msync, Full, ""),
-    (27, mm::mincore, Partial, "reports every mapped page resident"),
-    (28, mm::madvise, Partial, "MADV_DONTNEED/FREE zero private pages; other advice accepted"),
+    (
+        27,
+        mm::mincore,
+        Partial,
+        "reports every mapped page resident",
+    ),
+    (
+        28,
+        mm::madvise,
+        Partial,
+        "MADV_DONTNEED/FREE zero private pages; other advice accepted",
+    ),
     (32, fs::dup, Full, ""),
     (33, fs::dup2, Full, ""),
     (34, signal::pause, Full, ""),
@@ -84,7 +104,12 @@ const IMPLEMENTED: &[(u32, Handler, Support, &str)] = &[
     (61, process::wait4, Full, ""),
     (62, signal::kill, Full, ""),
     (63, process::uname, Full, ""),
-    (72, fs::fcntl, Partial, "record locks are accepted but not enforced"),
+    (
+        72,
+        fs::fcntl,
+        Partial,
+        "record locks are accepted but not enforced",
+    ),
     (73, fs::flock, Partial, "accepted, not enforced"),
     (74, fs::fsync, Full, ""),
     (75, fs::fsync, Full, ""),
@@ -133,7 +158,12 @@ const IMPLEMENTED: &[(u32, Handler, Support, &str)] = &[
     (120, process::getresgid, Full, ""),
     (121, process::getpgid, Full, ""),
     (124, process::getsid, Full, ""),
-    (125, process::capget, Partial, "reports full capabilities for root"),
+    (
+        125,
+        process::capget,
+        Partial,
+        "reports full capabilities for root",
+    ),
     (127, signal::rt_sigpending, Full, ""),
     (128, signal::rt_sigtimedwait, Full, ""),
     (129, signal::rt_sigqueueinfo, Full, ""),
@@ -147,7 +177,12 @@ const IMPLEMENTED: &[(u32, Handler, Support, &str)] = &[
     (150, mm::mlock, Partial, "accepted"),
     (151, mm::mlock, Partial, "accepted"),
     (152, mm::mlock, Partial, "accepted"),
-    (157, process::prctl, Partial, "PR_SET/GET_NAME, PDEATHSIG, DUMPABLE, NO_NEW_PRIVS, CHILD_SUBREAPER"),
+    (
+        157,
+        process::prctl,
+        Partial,
+        "PR_SET/GET_NAME, PDEATHSIG, DUMPABLE, NO_NEW_PRIVS, CHILD_SUBREAPER",
+    ),
     (158, process::arch_prctl, Full, ""),
     (160, process::setrlimit, Full, ""),
     (162, fs::sync, Full, ""),
@@ -193,8 +228,18 @@ const IMPLEMENTED: &[(u32, Handler, Support, &str)] = &[
     (316, fs::renameat2, Full, ""),
     (318, process::getrandom, Full, ""),
     (332, fs::statx, Full, ""),
-    (334, process::rseq, Unimplemented, "glibc falls back without it"),
-    (435, process::clone3, Partial, "returns ENOSYS so libc falls back to clone"),
+    (
+        334,
+        process::rseq,
+        Unimplemented,
+        "glibc falls back without it",
+    ),
+    (
+        435,
+        process::clone3,
+        Partial,
+        "returns ENOSYS so libc falls back to clone",
+    ),
     (436, fs::close_range, Full, ""),
     (439, fs::faccessat2, Full, ""),
 ];
@@ -202,7 +247,13 @@ const IMPLEMENTED: &[(u32, Handler, Support, &str)] = &[
 static TABLE: LazyLock<Vec<Entry>> = LazyLock::new(|| {
     let max = SYSCALL_NAMES.iter().map(|(n, _)| *n).max().unwrap_or(0) as usize;
     let mut t: Vec<Entry> = (0..=max as u32)
-        .map(|nr| Entry { nr, name: "", handler: None, support: Unimplemented, note: "" })
+        .map(|nr| Entry {
+            nr,
+            name: "",
+            handler: None,
+            support: Unimplemented,
+            note: "",
+        })
         .collect();
     for (nr, name) in SYSCALL_NAMES {
         t[*nr as usize].name = name;
@@ -223,14 +274,20 @@ pub fn entries() -> &'static [Entry] {
 
 /// The name of syscall `nr`.
 pub fn name_of(nr: u64) -> &'static str {
-    TABLE.get(nr as usize).map(|e| e.name).filter(|n| !n.is_empty()).unwrap_or("unknown")
+    TABLE
+        .get(nr as usize)
+        .map(|e| e.name)
+        .filter(|n| !n.is_empty())
+        .unwrap_or("unknown")
 }
 
 /// Runs the handler of syscall `nr`; unknown and unimplemented syscalls
 /// return ENOSYS and are logged once by name.
 pub fn dispatch(r: &mut Runner, nr: u64, args: [u64; 6]) -> KResult<u64> {
     match TABLE.get(nr as usize) {
-        Some(Entry { handler: Some(h), .. }) => h(r, args),
+        Some(Entry {
+            handler: Some(h), ..
+        }) => h(r, args),
         Some(e) => {
             r.k.log_enosys(nr, if e.name.is_empty() { "unknown" } else { e.name });
             Err(Errno::ENOSYS)

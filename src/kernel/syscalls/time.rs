@@ -24,16 +24,23 @@ fn thread_cpu(r: &Runner) -> Duration {
 
 fn process_cpu(r: &Runner) -> Duration {
     let inner = lock(&r.t.tg.inner);
-    let live: u64 = inner.tasks.iter().map(|t| t.cpu_ns.load(Ordering::Relaxed)).sum();
+    let live: u64 = inner
+        .tasks
+        .iter()
+        .map(|t| t.cpu_ns.load(Ordering::Relaxed))
+        .sum();
     Duration::from_nanos(live + inner.cpu_ns_dead)
 }
 
 fn clock_now(r: &Runner, id: i32) -> KResult<Duration> {
     match id {
-        libc::CLOCK_REALTIME | libc::CLOCK_REALTIME_COARSE | libc::CLOCK_TAI => Ok(host_clock(libc::CLOCK_REALTIME)),
-        libc::CLOCK_MONOTONIC | libc::CLOCK_MONOTONIC_COARSE | libc::CLOCK_MONOTONIC_RAW | libc::CLOCK_BOOTTIME => {
-            Ok(host_clock(libc::CLOCK_MONOTONIC))
+        libc::CLOCK_REALTIME | libc::CLOCK_REALTIME_COARSE | libc::CLOCK_TAI => {
+            Ok(host_clock(libc::CLOCK_REALTIME))
         }
+        libc::CLOCK_MONOTONIC
+        | libc::CLOCK_MONOTONIC_COARSE
+        | libc::CLOCK_MONOTONIC_RAW
+        | libc::CLOCK_BOOTTIME => Ok(host_clock(libc::CLOCK_MONOTONIC)),
         libc::CLOCK_PROCESS_CPUTIME_ID => Ok(process_cpu(r)),
         libc::CLOCK_THREAD_CPUTIME_ID => Ok(thread_cpu(r)),
         _ => Err(Errno::EINVAL),

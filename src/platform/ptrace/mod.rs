@@ -60,14 +60,23 @@ impl std::fmt::Debug for FpState {
 }
 
 fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 fn ptrace(req: libc::c_uint, pid: i32, addr: usize, data: usize) -> Result<i64, i32> {
     // SAFETY: the raw ptrace syscall; `addr`/`data` point to live buffers of
     // the size the request expects where the request uses them (callers
     // below), or are plain integers.
-    let r = unsafe { libc::ptrace(req, pid, addr as *mut libc::c_void, data as *mut libc::c_void) };
+    let r = unsafe {
+        libc::ptrace(
+            req,
+            pid,
+            addr as *mut libc::c_void,
+            data as *mut libc::c_void,
+        )
+    };
     if r < 0 { Err(errno()) } else { Ok(r) }
 }
 
@@ -96,7 +105,9 @@ fn set_affinity(pid: i32, cpu: usize) {
 
 fn pick_cpu() -> Option<usize> {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     if n <= 1 {
         return None;
     }
@@ -127,7 +138,11 @@ impl PtraceContext {
     pub fn new_process() -> Result<PtraceContext, i32> {
         let layout = stub::install().map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
         let pid = stub::fork_stub().map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
-        let mut ctx = PtraceContext { pid, layout, alive: true };
+        let mut ctx = PtraceContext {
+            pid,
+            layout,
+            alive: true,
+        };
         let status = waitpid(pid)?;
         if !libc::WIFSTOPPED(status) || libc::WSTOPSIG(status) != libc::SIGSTOP {
             ctx.alive = libc::WIFSTOPPED(status);
@@ -154,7 +169,11 @@ impl PtraceContext {
             unsafe { libc::kill(pid, libc::SIGKILL) };
             return Err(e);
         }
-        let mut ctx = PtraceContext { pid, layout, alive: true };
+        let mut ctx = PtraceContext {
+            pid,
+            layout,
+            alive: true,
+        };
         ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0)?;
         loop {
             let status = waitpid(pid)?;
@@ -188,20 +207,33 @@ impl PtraceContext {
     pub fn get_regs(&self) -> Result<Regs, i32> {
         // SAFETY: Regs is plain data; PTRACE_GETREGS fills it.
         let mut regs: Regs = unsafe { std::mem::zeroed() };
-        ptrace(libc::PTRACE_GETREGS, self.pid, 0, &mut regs as *mut Regs as usize)?;
+        ptrace(
+            libc::PTRACE_GETREGS,
+            self.pid,
+            0,
+            &mut regs as *mut Regs as usize,
+        )?;
         Ok(regs)
     }
 
     /// Writes the member's general registers.
     pub fn set_regs(&self, regs: &Regs) -> Result<(), i32> {
-        ptrace(libc::PTRACE_SETREGS, self.pid, 0, regs as *const Regs as usize)?;
+        ptrace(
+            libc::PTRACE_SETREGS,
+            self.pid,
+            0,
+            regs as *const Regs as usize,
+        )?;
         Ok(())
     }
 
     /// Reads the member's FP/vector state.
     pub fn get_fp(&self) -> Result<FpState, i32> {
         let mut buf = vec![0u8; xstate_size()];
-        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
         ptrace(
             libc::PTRACE_GETREGSET,
             self.pid,
@@ -217,7 +249,10 @@ impl PtraceContext {
     pub fn set_fp(&self, fp: &FpState) -> Result<(), i32> {
         let mut buf = fp.0.clone();
         buf.resize(xstate_size(), 0);
-        let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
         ptrace(
             libc::PTRACE_SETREGSET,
             self.pid,
@@ -274,7 +309,12 @@ impl PtraceContext {
                 libc::SIGSEGV | libc::SIGBUS | libc::SIGFPE | libc::SIGILL | libc::SIGTRAP => {
                     // SAFETY: siginfo_t is plain data filled by the kernel.
                     let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
-                    let _ = ptrace(libc::PTRACE_GETSIGINFO, self.pid, 0, &mut si as *mut _ as usize);
+                    let _ = ptrace(
+                        libc::PTRACE_GETSIGINFO,
+                        self.pid,
+                        0,
+                        &mut si as *mut _ as usize,
+                    );
                     if si.si_code <= 0 {
                         // Sent by some host process, not raised by the CPU: ignore.
                         continue;
@@ -288,7 +328,11 @@ impl PtraceContext {
                             return Trap::Died;
                         }
                     }
-                    return Trap::Fault { signo: stopsig, code: si.si_code, addr };
+                    return Trap::Fault {
+                        signo: stopsig,
+                        code: si.si_code,
+                        addr,
+                    };
                 }
                 KICK_SIGNAL => {
                     match self.get_regs() {
@@ -345,7 +389,12 @@ impl PtraceContext {
             if libc::WSTOPSIG(status) == libc::SIGSEGV {
                 // SAFETY: plain data.
                 let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
-                let _ = ptrace(libc::PTRACE_GETSIGINFO, self.pid, 0, &mut si as *mut _ as usize);
+                let _ = ptrace(
+                    libc::PTRACE_GETSIGINFO,
+                    self.pid,
+                    0,
+                    &mut si as *mut _ as usize,
+                );
                 if si.si_code > 0 {
                     self.alive = false;
                     return Err(libc::EFAULT);
@@ -363,7 +412,11 @@ impl PtraceContext {
     /// returned member runs a pause loop until a thread attaches to it.
     pub fn clone_member(&mut self) -> Result<PendingMember, i32> {
         let flags = (libc::CLONE_VM | libc::CLONE_FILES | libc::SIGCHLD) as u64;
-        let r = self.inject_at(self.layout.clone_site, libc::SYS_clone, [flags, 0, 0, 0, 0, 0])?;
+        let r = self.inject_at(
+            self.layout.clone_site,
+            libc::SYS_clone,
+            [flags, 0, 0, 0, 0, 0],
+        )?;
         if r < 0 {
             return Err(-r as i32);
         }
@@ -407,7 +460,10 @@ impl Drop for PtraceContext {
 impl AddressSpaceOps for PtraceContext {
     fn map(&mut self, addr: u64, len: u64, prot: i32, fd: i32, offset: u64) -> Result<(), i32> {
         let flags = (libc::MAP_SHARED | libc::MAP_FIXED) as u64;
-        let r = self.inject(libc::SYS_mmap, [addr, len, prot as u64, flags, fd as u64, offset])?;
+        let r = self.inject(
+            libc::SYS_mmap,
+            [addr, len, prot as u64, flags, fd as u64, offset],
+        )?;
         if r < 0 { Err(-r as i32) } else { Ok(()) }
     }
 
@@ -435,11 +491,20 @@ mod tests {
         let mf = MemoryFile::new().expect("memory file");
         let range = mf.alloc(4096).expect("alloc");
         // mov eax, 39; syscall; mov edi, eax; mov eax, 60; syscall; ud2
-        let code: [u8; 18] = [0xb8, 39, 0, 0, 0, 0x0f, 0x05, 0x89, 0xc7, 0xb8, 60, 0, 0, 0, 0x0f, 0x05, 0x0f, 0x0b];
+        let code: [u8; 18] = [
+            0xb8, 39, 0, 0, 0, 0x0f, 0x05, 0x89, 0xc7, 0xb8, 60, 0, 0, 0, 0x0f, 0x05, 0x0f, 0x0b,
+        ];
         mf.write(range.off, &code);
         let mut ctx = PtraceContext::new_process().expect("stub");
         let addr = 0x40_0000;
-        ctx.map(addr, 4096, libc::PROT_READ | libc::PROT_EXEC, mf.fd(), range.off).expect("map");
+        ctx.map(
+            addr,
+            4096,
+            libc::PROT_READ | libc::PROT_EXEC,
+            mf.fd(),
+            range.off,
+        )
+        .expect("map");
         let mut regs = ctx.get_regs().expect("regs");
         regs.rip = addr;
         assert_eq!(ctx.switch(&mut regs), Trap::Syscall);
@@ -449,7 +514,13 @@ mod tests {
         assert_eq!(regs.orig_rax, 60);
         assert_eq!(regs.rdi, 1234);
         // ud2 raises SIGILL: a fault trap.
-        assert!(matches!(ctx.switch(&mut regs), Trap::Fault { signo: libc::SIGILL, .. }));
+        assert!(matches!(
+            ctx.switch(&mut regs),
+            Trap::Fault {
+                signo: libc::SIGILL,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -469,7 +540,14 @@ mod tests {
         // mov eax, 39; syscall; ud2
         mf.write(range.off, &[0xb8, 39, 0, 0, 0, 0x0f, 0x05, 0x0f, 0x0b]);
         let mut ctx = PtraceContext::new_process().expect("stub");
-        ctx.map(0x40_0000, 4096, libc::PROT_READ | libc::PROT_EXEC, mf.fd(), range.off).expect("map");
+        ctx.map(
+            0x40_0000,
+            4096,
+            libc::PROT_READ | libc::PROT_EXEC,
+            mf.fd(),
+            range.off,
+        )
+        .expect("map");
         let pending = ctx.clone_member().expect("clone");
         let h = std::thread::spawn(move || {
             let mut m = PtraceContext::attach(pending).expect("attach");

@@ -177,14 +177,18 @@ pub fn install() -> Result<StubLayout, std::io::Error> {
             )
         };
         if p == libc::MAP_FAILED || p as u64 != STUB_ADDR {
-            return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EEXIST));
+            return Err(std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EEXIST));
         }
         // SAFETY: `start..end` is our own code in the text section, readable;
         // the destination is the page mapped above, of at least `len` bytes.
         unsafe {
             std::ptr::copy_nonoverlapping(start, p as *mut u8, len);
             if libc::mprotect(p, STUB_SIZE as usize, libc::PROT_READ | libc::PROT_EXEC) != 0 {
-                return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO));
+                return Err(std::io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EIO));
             }
         }
         Ok(StubLayout {
@@ -229,13 +233,17 @@ fn rseq_area() -> (u64, u64) {
             Some((*(off as *const i64), *(size as *const u32)))
         }
     });
-    let Some((off, size)) = *syms else { return (0, 0) };
+    let Some((off, size)) = *syms else {
+        return (0, 0);
+    };
     if size == 0 {
         return (0, 0);
     }
     let fs_base: u64;
     // SAFETY: reading the thread pointer (fs:0 holds its own address on
     // x86_64 glibc), no memory is written.
-    unsafe { std::arch::asm!("mov {}, fs:0", out(reg) fs_base, options(nostack, readonly, preserves_flags)) };
+    unsafe {
+        std::arch::asm!("mov {}, fs:0", out(reg) fs_base, options(nostack, readonly, preserves_flags))
+    };
     ((fs_base as i64 + off) as u64, size as u64)
 }
