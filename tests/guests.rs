@@ -123,3 +123,12 @@ guest_test!(
     status = 139,
     expect = ["about to raise SIGSEGV"]
 );
+
+guest_test!(
+    badexec,
+    status = 0,
+    expect = [
+        "garbage                      ret=-1 errno=ENOEXEC",
+        "still alive"
+    ]
+);

@@ -137,7 +137,8 @@ pub fn spawn(
             if let Some(f) = after
                 && let Err(e) = f(&mut r)
             {
-                tracing::error!("task {}: start failed: {e}", r.t.tid);
+                // The hook reports its own failure to whoever started the task.
+                tracing::debug!("task {}: start failed: {e}", r.t.tid);
                 r.exit = Some(Exit::Group(libc::SIGKILL));
             }
             r.run();

@@ -2,7 +2,6 @@
 //! container, with a lifecycle encoded in types.
 
 use crate::kernel::fdtable::FdTable;
-use crate::kernel::fs::file::OpenFile;
 use crate::kernel::fs::vfs::{RootMode, Vfs};
 use crate::kernel::run::{self, ContextSource};
 use crate::kernel::task::{
@@ -214,7 +213,7 @@ impl Loader<Created> {
             } else {
                 libc::O_WRONLY
             };
-            let f = OpenFile::new(crate::kernel::fs::host::host_stream(fd), flags, Vec::new());
+            let f = crate::kernel::fs::host::host_stream_file(fd, flags);
             files.insert_at(i as i32, f, false);
         }
         let tid = lock(&k.pids).alloc();

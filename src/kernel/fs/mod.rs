@@ -15,6 +15,6 @@ pub mod vfs;
 
 pub use dev::DevFs;
 pub use file::{DirEntry, FileOps, MmapSource, OpenFile, PollEvents, Stat};
-pub use host::host_stream;
+pub use host::{host_stream, host_stream_file};
 pub use tmpfs::Tmpfs;
-pub use vfs::{Creds, RootMode, StatFs, SyntheticFs, Vfs};
+pub use vfs::{Creds, MountInfo, RootMode, StatFs, SyntheticFs, Vfs};

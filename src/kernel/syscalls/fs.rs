@@ -1386,3 +1386,22 @@ pub fn pselect6(r: &mut Runner, a: A) -> KResult<u64> {
         }
     })
 }
+
+pub fn mknod(r: &mut Runner, a: A) -> KResult<u64> {
+    mknodat(r, [libc::AT_FDCWD as u64, a[0], a[1], a[2], 0, 0])
+}
+pub fn mknodat(r: &mut Runner, a: A) -> KResult<u64> {
+    let p = r.read_path(a[1])?;
+    let cwd = r.dir_path(a[0], &p)?;
+    let umask = lock(&r.t.fs()).umask;
+    let mode = a[2] as u32;
+    let mode = (mode & libc::S_IFMT) | (mode & 0o7777 & !umask);
+    r.k.vfs.mknod(&cwd, &p, mode, a[3], &r.creds())?;
+    Ok(0)
+}
+
+/// Extended attributes: no filesystem here stores them.
+pub fn xattr(r: &mut Runner, a: A) -> KResult<u64> {
+    let _ = (r, a);
+    Err(Errno::EOPNOTSUPP)
+}

@@ -4,6 +4,7 @@
 pub mod fs;
 pub mod mm;
 pub mod names;
+pub mod net;
 pub mod process;
 pub mod signal;
 pub mod table;
@@ -110,13 +111,54 @@ impl IoctlCtx for Runner {
     }
 }
 
-/// Prints one strace line: `[tid] name(args) = result`.
+/// How strace shows one argument.
+#[derive(Clone, Copy)]
+enum ArgFmt {
+    Hex,
+    Dec,
+    Path,
+}
+
+/// Argument formats of the syscalls strace decodes beyond hex.
+fn arg_formats(nr: u64) -> &'static [ArgFmt] {
+    use ArgFmt::*;
+    match nr {
+        0 | 1 | 17 | 18 => &[Dec, Hex, Dec, Dec], // read, write, pread, pwrite
+        3 | 5 | 32 | 72 | 81 => &[Dec, Dec, Dec], // close, fstat, dup, fcntl, fchdir
+        2 | 4 | 6 | 21 | 59 | 80 | 83 | 84 | 87 | 89 => &[Path, Hex, Hex], // path-first calls
+        82 | 86 | 88 => &[Path, Path],            // rename, link, symlink
+        257 | 262 | 263 | 267 | 269 | 332 | 439 | 258 => &[Dec, Path, Hex, Hex, Hex],
+        61 => &[Dec, Hex, Dec, Hex], // wait4
+        62 | 200 => &[Dec, Dec],     // kill, tkill
+        60 | 231 => &[Dec],          // exit, exit_group
+        _ => &[],
+    }
+}
+
+/// Prints one strace line: `[tid] name(args) = result`, with paths and
+/// descriptors decoded for the common calls.
 pub fn strace_log(r: &Runner, nr: u64, args: &[u64; 6], res: &KResult<u64>) {
     let name = table::name_of(nr);
     let res = match res {
-        Ok(v) => format!("{:#x}", v),
-        Err(e) => format!("-1 {}", e),
+        Ok(v) if *v > 0xffff => format!("{v:#x}"),
+        Ok(v) => format!("{v}"),
+        Err(e) => format!("-1 {e}"),
     };
-    let a: Vec<String> = args.iter().map(|a| format!("{a:#x}")).collect();
+    let fmts = arg_formats(nr);
+    let a: Vec<String> = args
+        .iter()
+        .enumerate()
+        .take(if fmts.is_empty() { 6 } else { fmts.len() })
+        .map(
+            |(i, &v)| match fmts.get(i).copied().unwrap_or(ArgFmt::Hex) {
+                ArgFmt::Dec => format!("{}", v as i64 as i32),
+                ArgFmt::Hex => format!("{v:#x}"),
+                ArgFmt::Path => match lock(&r.mm).read_cstr(v, PATH_MAX) {
+                    Ok(p) => format!("{:?}", String::from_utf8_lossy(&p)),
+                    Err(_) => format!("{v:#x}"),
+                },
+            },
+        )
+        .collect();
     eprintln!("[{:>4}] {}({}) = {}", r.t.tid, name, a.join(", "), res);
 }

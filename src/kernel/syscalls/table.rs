@@ -3,7 +3,7 @@
 //! generated from it (`rvisor debug --syscalls`).
 
 use super::names::SYSCALL_NAMES;
-use super::{fs, mm, process, signal, time};
+use super::{fs, mm, net, process, signal, time};
 use crate::kernel::run::Runner;
 use crate::kernel::{Errno, KResult};
 use std::sync::LazyLock;
@@ -96,6 +96,26 @@ const IMPLEMENTED: &[(u32, Handler, Support, &str)] = &[
     (37, time::alarm, Partial, "not yet delivered: returns 0"),
     (39, process::getpid, Full, ""),
     (40, fs::sendfile, Full, ""),
+    (
+        41,
+        net::socket,
+        Partial,
+        "no address family yet: EAFNOSUPPORT",
+    ),
+    (42, net::on_fd, Partial, "ENOTSOCK: no sockets yet"),
+    (43, net::on_fd, Partial, "ENOTSOCK: no sockets yet"),
+    (44, net::on_fd, Partial, "ENOTSOCK: no sockets yet"),
+    (45, net::on_fd, Partial, "ENOTSOCK: no sockets yet"),
+    (46, net::on_fd, Partial, "ENOTSOCK: no sockets yet"),
+    (47, net::on_fd, Partial, "ENOTSOCK: no sockets yet"),
+    (48, net::on_fd, Partial, "ENOTSOCK: no sockets yet"),
+    (49, net::on_fd, Partial, "ENOTSOCK: no sockets yet"),
+    (50, net::on_fd, Partial, "ENOTSOCK: no sockets yet"),
+    (51, net::on_fd, Partial, "ENOTSOCK: no sockets yet"),
+    (52, net::on_fd, Partial, "ENOTSOCK: no sockets yet"),
+    (54, net::on_fd, Partial, "ENOTSOCK: no sockets yet"),
+    (55, net::on_fd, Partial, "ENOTSOCK: no sockets yet"),
+    (288, net::on_fd, Partial, "ENOTSOCK: no sockets yet"),
     (56, process::clone, Partial, "no CLONE_NEWNS/NEWPID etc."),
     (57, process::fork, Full, ""),
     (58, process::vfork, Full, ""),
@@ -169,6 +189,90 @@ const IMPLEMENTED: &[(u32, Handler, Support, &str)] = &[
     (129, signal::rt_sigqueueinfo, Full, ""),
     (130, signal::rt_sigsuspend, Full, ""),
     (131, signal::sigaltstack, Full, ""),
+    (
+        133,
+        fs::mknod,
+        Partial,
+        "regular files, FIFOs and sockets; no device nodes",
+    ),
+    (
+        259,
+        fs::mknodat,
+        Partial,
+        "regular files, FIFOs and sockets; no device nodes",
+    ),
+    (
+        188,
+        fs::xattr,
+        Partial,
+        "EOPNOTSUPP: no extended attributes",
+    ),
+    (
+        189,
+        fs::xattr,
+        Partial,
+        "EOPNOTSUPP: no extended attributes",
+    ),
+    (
+        190,
+        fs::xattr,
+        Partial,
+        "EOPNOTSUPP: no extended attributes",
+    ),
+    (
+        191,
+        fs::xattr,
+        Partial,
+        "EOPNOTSUPP: no extended attributes",
+    ),
+    (
+        192,
+        fs::xattr,
+        Partial,
+        "EOPNOTSUPP: no extended attributes",
+    ),
+    (
+        193,
+        fs::xattr,
+        Partial,
+        "EOPNOTSUPP: no extended attributes",
+    ),
+    (
+        194,
+        fs::xattr,
+        Partial,
+        "EOPNOTSUPP: no extended attributes",
+    ),
+    (
+        195,
+        fs::xattr,
+        Partial,
+        "EOPNOTSUPP: no extended attributes",
+    ),
+    (
+        196,
+        fs::xattr,
+        Partial,
+        "EOPNOTSUPP: no extended attributes",
+    ),
+    (
+        197,
+        fs::xattr,
+        Partial,
+        "EOPNOTSUPP: no extended attributes",
+    ),
+    (
+        198,
+        fs::xattr,
+        Partial,
+        "EOPNOTSUPP: no extended attributes",
+    ),
+    (
+        199,
+        fs::xattr,
+        Partial,
+        "EOPNOTSUPP: no extended attributes",
+    ),
     (137, fs::statfs, Full, ""),
     (138, fs::fstatfs, Full, ""),
     (140, process::getpriority, Full, ""),
