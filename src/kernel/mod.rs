@@ -4,6 +4,7 @@
 //! kernel's own objects; the host sees only the platform's address-space
 //! operations and the kernel's own narrow use of host files.
 
+pub mod events;
 pub mod exec;
 pub mod fdtable;
 pub mod fs;

@@ -1,6 +1,8 @@
 //! The loader: builds a kernel from an OCI spec and runs its root
 //! container, with a lifecycle encoded in types.
 
+pub mod mounts;
+
 use crate::kernel::fdtable::FdTable;
 use crate::kernel::fs::vfs::{RootMode, Vfs};
 use crate::kernel::run::{self, ContextSource};

@@ -1,6 +1,7 @@
 //! System call handlers, one file per family, and the table that maps
 //! numbers to them.
 
+pub mod events;
 pub mod fs;
 pub mod mm;
 pub mod names;

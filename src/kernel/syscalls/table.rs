@@ -39,7 +39,10 @@ pub struct Entry {
 
 use Support::*;
 
-const IMPLEMENTED: &[(u32, Handler, Support, &str)] = &[
+/// One implemented syscall: number, handler, support, note.
+pub type Row = (u32, Handler, Support, &'static str);
+
+const IMPLEMENTED: &[Row] = &[
     (0, fs::read, Full, ""),
     (1, fs::write, Full, ""),
     (2, fs::open, Full, ""),
@@ -362,7 +365,7 @@ static TABLE: LazyLock<Vec<Entry>> = LazyLock::new(|| {
     for (nr, name) in SYSCALL_NAMES {
         t[*nr as usize].name = name;
     }
-    for (nr, h, s, note) in IMPLEMENTED {
+    for (nr, h, s, note) in IMPLEMENTED.iter().chain(super::events::ROWS) {
         let e = &mut t[*nr as usize];
         e.handler = Some(*h);
         e.support = *s;

@@ -1,0 +1,2 @@
+//! Readiness and event objects: epoll, eventfd, timerfd, signalfd, and
+//! interval/POSIX timers.

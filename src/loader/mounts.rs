@@ -1,0 +1,1 @@
+//! Mounts from the OCI spec.
