@@ -21,6 +21,7 @@ demo: deps
 test: deps
 	$(CARGO) build --all-targets
 	$(CARGO) test --all-targets -- --test-threads=2
+	$(CARGO) test --doc
 
 # Checks the tests themselves: both sides run natively (chroot for rootfs
 # runs, which needs root), so every case must pass whatever the kernel does.

@@ -5,6 +5,7 @@
 //! operations and the kernel's own narrow use of host files.
 
 pub mod events;
+pub mod control;
 pub mod exec;
 pub mod fdtable;
 pub mod fs;
@@ -83,6 +84,15 @@ pub struct Kernel {
     /// Wait status of the container's init once it exited.
     init_status: Mutex<Option<i32>>,
     init_cv: Condvar,
+    /// Control-plane waiters for process exits.
+    exit_lock: Mutex<()>,
+    exit_cv: Condvar,
+    /// The world is paused.
+    paused: std::sync::atomic::AtomicBool,
+    pause_lock: Mutex<()>,
+    pause_cv: Condvar,
+    /// Syscalls strace shows (None: all).
+    pub strace_filter: Mutex<Option<HashSet<u64>>>,
 }
 
 impl Kernel {
@@ -107,6 +117,12 @@ impl Kernel {
             hostname: Mutex::new(hostname.into_bytes()),
             init_status: Mutex::new(None),
             init_cv: Condvar::new(),
+            exit_lock: Mutex::new(()),
+            exit_cv: Condvar::new(),
+            paused: AtomicBool::new(false),
+            pause_lock: Mutex::new(()),
+            pause_cv: Condvar::new(),
+            strace_filter: Mutex::new(None),
         });
         vfs.mount(b"/proc", Arc::new(proc::ProcFs::new(Arc::downgrade(&k))));
         Ok(k)
@@ -140,6 +156,7 @@ impl Kernel {
     pub(crate) fn set_init_status(&self, status: i32) {
         *lock(&self.init_status) = Some(status);
         self.init_cv.notify_all();
+        self.notify_exit();
     }
 
     /// Blocks until the container's init exits; returns its wait status.
@@ -184,6 +201,10 @@ impl Kernel {
             for t in &inner.tasks {
                 t.interrupt();
             }
+            drop(inner);
+            // Killed tasks leave a paused world too.
+            let _g = lock(&self.pause_lock);
+            self.pause_cv.notify_all();
             return;
         }
         if sig == libc::SIGCONT {

@@ -165,10 +165,14 @@ impl Runner {
                 continue;
             }
             lock(&self.t.sig).in_app = true;
-            if self.t.signal_pending() {
-                // Set in_app first, then look: a sender either sees in_app
-                // and kicks, or its signal is seen here.
+            if self.t.signal_pending() || self.k.is_paused() {
+                // Set in_app first, then look: a sender (or pause) either
+                // sees in_app and kicks, or its signal is seen here.
                 lock(&self.t.sig).in_app = false;
+                if self.k.is_paused() {
+                    *lock(&self.t.regs_snapshot) = Some(self.regs);
+                    self.k.stop_point(&self.t);
+                }
                 continue;
             }
             let start = Instant::now();
@@ -433,6 +437,7 @@ impl Runner {
         for q in queues {
             q.add(&waker);
         }
+        *lock(&self.t.regs_snapshot) = Some(self.regs);
         let res = loop {
             if let Some(r) = cond(self) {
                 break r;
@@ -610,12 +615,15 @@ fn group_exited(k: &Arc<Kernel>, tg: &Arc<super::task::ThreadGroup>) {
             }
             p.child_wq.notify_all();
         }
-        None => {
+        None if tg.tgid == 1 => {
             // The container's init.
             let st = wait_status(status);
-            lock(&k.pids).groups.remove(&tg.tgid);
-            lock(&tg.inner).state = TgState::Dead;
             k.set_init_status(st);
+        }
+        None => {
+            // Started from outside (exec): stays a zombie until the
+            // control plane's wait_pid reaps it.
+            k.notify_exit();
         }
     }
 }

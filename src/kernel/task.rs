@@ -92,6 +92,8 @@ pub struct ThreadGroup {
     pub child_wq: WaitQueue,
     /// When the process started.
     pub start: Instant,
+    /// Container the process belongs to.
+    pub container: String,
 }
 
 impl ThreadGroup {
@@ -171,6 +173,9 @@ pub struct Task {
     pub cpu_ns: AtomicU64,
     /// Syscall number in progress (-1 when in application code).
     pub cur_syscall: AtomicI32,
+    /// User registers last published by the kernel thread (when it
+    /// blocks, or when the world pauses), for `stacks`.
+    pub regs_snapshot: Mutex<Option<crate::platform::Regs>>,
 }
 
 impl Task {

@@ -3,20 +3,16 @@
 
 pub mod mounts;
 
-use crate::kernel::fdtable::FdTable;
+use crate::Errno;
+use crate::kernel::control::{ProcessInfo, ProcessSpec, Usage};
 use crate::kernel::fs::vfs::{RootMode, Vfs};
-use crate::kernel::run::{self, ContextSource};
-use crate::kernel::task::{
-    Cred, FsContext, Task, TaskSignals, TgInner, TgState, ThreadGroup, default_rlimits, lock,
-};
-use crate::kernel::{Kernel, KernelConfig, exec};
+use crate::kernel::task::Cred;
+use crate::kernel::{Kernel, KernelConfig};
 use crate::platform::PlatformKind;
-use crate::state::{Created, Started, State};
+use crate::state::{Checkpointed, Created, Paused, Started, State};
 use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 /// Errors of the loader.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +39,34 @@ pub enum Error {
     /// The requested feature is not available.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// A kernel operation failed.
+    #[error("{context}: {errno}")]
+    Kernel {
+        /// What was being done.
+        context: String,
+        /// The kernel's errno.
+        errno: Errno,
+    },
+    /// No such container.
+    #[error("no container {0:?}")]
+    NoContainer(String),
+}
+
+impl Error {
+    /// The errno that best describes this error.
+    pub fn errno(&self) -> Errno {
+        match self {
+            Error::Io { source, .. } => Errno::from_io(source),
+            Error::Spec(_) => Errno::EINVAL,
+            Error::Exec { errno, .. } | Error::Kernel { errno, .. } => *errno,
+            Error::Unsupported(_) => Errno::ENOSYS,
+            Error::NoContainer(_) => Errno::ESRCH,
+        }
+    }
+}
+
+fn kerr(context: &str) -> impl FnOnce(Errno) -> Error + '_ {
+    move |errno| Error::Kernel { context: context.to_string(), errno }
 }
 
 /// Sandbox configuration beyond the OCI spec.
@@ -105,13 +129,19 @@ impl ExitStatus {
     }
 }
 
-struct Inner {
-    kernel: Arc<Kernel>,
+/// The root container's process, until it starts.
+struct RootProcess {
     argv: Vec<Vec<u8>>,
     envp: Vec<Vec<u8>>,
     cwd: Vec<u8>,
     cred: Cred,
-    stdio: Option<[OwnedFd; 3]>,
+    stdio: [OwnedFd; 3],
+}
+
+struct Inner {
+    id: String,
+    kernel: Arc<Kernel>,
+    root: Option<RootProcess>,
 }
 
 /// A sandbox, in lifecycle state `S`.
@@ -133,14 +163,155 @@ fn io_err(context: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
     }
 }
 
+/// How a signal reaches its target (gVisor's `SignalDeliveryMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SignalDelivery {
+    /// To one process.
+    Process(i32),
+    /// To every process of the container; the world is paused while the
+    /// signal is sent, so nothing forks its way out of a SIGKILL.
+    AllProcesses,
+    /// To the foreground process group of the container's terminal, or of
+    /// the given process when there is no terminal.
+    ForegroundProcessGroup(i32),
+}
+
+/// What to run for `exec`.
+#[derive(Debug)]
+pub struct ExecArgs {
+    /// Program and arguments.
+    pub argv: Vec<Vec<u8>>,
+    /// Environment.
+    pub envp: Vec<Vec<u8>>,
+    /// Working directory.
+    pub cwd: Vec<u8>,
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// stdin, stdout, stderr.
+    pub stdio: [OwnedFd; 3],
+}
+
+/// A handle on a sandbox's kernel for operations that may block (waiting
+/// for a process) without holding the loader itself.
+#[derive(Debug, Clone)]
+pub struct KernelHandle(Arc<Kernel>);
+
+impl KernelHandle {
+    /// Waits for the root container's init and returns its status.
+    pub fn wait_root(&self) -> ExitStatus {
+        ExitStatus::from_wait(self.0.wait_init())
+    }
+
+    /// Waits for a process; one started from outside is reaped.
+    pub fn wait_pid(&self, pid: i32) -> Result<ExitStatus, Error> {
+        self.0.wait_pid(pid).map(ExitStatus::from_wait).map_err(kerr("wait"))
+    }
+
+    /// The root container's status, if its init has exited.
+    pub fn root_status(&self) -> Option<ExitStatus> {
+        self.0.init_status().map(ExitStatus::from_wait)
+    }
+
+    /// The kernel.
+    pub fn kernel(&self) -> &Arc<Kernel> {
+        &self.0
+    }
+}
+
+fn stdio_files(stdio: [OwnedFd; 3]) -> Vec<Arc<crate::kernel::fs::file::OpenFile>> {
+    stdio
+        .into_iter()
+        .enumerate()
+        .map(|(i, fd)| crate::kernel::fs::host::host_stream_file(fd, if i == 0 { libc::O_RDONLY } else { libc::O_WRONLY }))
+        .collect()
+}
+
+impl<S: State> Loader<S> {
+    fn into_state<T: State>(self) -> Loader<T> {
+        Loader { inner: self.inner, _state: PhantomData }
+    }
+
+    /// The sandbox's id.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// A handle for blocking waits.
+    pub fn handle(&self) -> KernelHandle {
+        KernelHandle(self.inner.kernel.clone())
+    }
+
+    /// The kernel (for inspection).
+    pub fn kernel(&self) -> &Arc<Kernel> {
+        &self.inner.kernel
+    }
+
+    /// Kills every process and releases the sandbox.
+    pub fn destroy(self) {
+        self.inner.kernel.kill_all();
+        if self.inner.kernel.is_paused() {
+            self.inner.kernel.resume();
+        }
+    }
+}
+
+/// Operations that make sense whenever processes exist (running or paused).
+macro_rules! inspect_ops {
+    ($state:ty) => {
+        impl Loader<$state> {
+            /// The process listing (like `ps`).
+            pub fn processes(&self) -> Vec<ProcessInfo> {
+                self.inner.kernel.processes(None)
+            }
+
+            /// Resource usage.
+            pub fn usage(&self) -> Usage {
+                self.inner.kernel.usage(None)
+            }
+
+            /// Every task's state and registers, and the kernel's own stack.
+            pub fn stacks(&self) -> String {
+                self.inner.kernel.stacks()
+            }
+
+            /// Turns syscall tracing on or off (optionally only some syscalls).
+            pub fn set_strace(&self, on: bool, allow: Option<Vec<String>>) {
+                self.inner.kernel.set_strace(on, allow);
+            }
+
+            /// Sends a signal.
+            pub fn signal(&self, signo: i32, mode: SignalDelivery) -> Result<(), Error> {
+                let k = &self.inner.kernel;
+                match mode {
+                    SignalDelivery::Process(pid) => k.signal_process(pid, signo),
+                    SignalDelivery::AllProcesses => k.signal_all(signo, None),
+                    SignalDelivery::ForegroundProcessGroup(pid) => {
+                        let g = k.group(pid).ok_or(Errno::ESRCH).map_err(kerr("signal"))?;
+                        let pgid = crate::kernel::task::lock(&g.inner).pgid;
+                        k.signal_process_group(pgid, signo)
+                    }
+                }
+                .map_err(kerr("signal"))
+            }
+        }
+    };
+}
+
+inspect_ops!(Started);
+inspect_ops!(Paused);
+
 impl Loader<Created> {
     /// Builds the kernel and the root container's file namespace.
     pub fn new(args: Args) -> Result<Loader<Created>, Error> {
+        Self::with_id("sandbox", args)
+    }
+
+    /// Like `new`, naming the sandbox (and its root container) `id`.
+    pub fn with_id(id: &str, args: Args) -> Result<Loader<Created>, Error> {
         let spec = &args.spec;
-        let process = spec
-            .process()
-            .as_ref()
-            .ok_or_else(|| Error::Spec("no process".into()))?;
+        let process = spec.process().as_ref().ok_or_else(|| Error::Spec("no process".into()))?;
         let argv: Vec<Vec<u8>> = process
             .args()
             .as_ref()
@@ -149,51 +320,28 @@ impl Loader<Created> {
         if argv.is_empty() {
             return Err(Error::Spec("process.args is empty".into()));
         }
-        let envp = process
-            .env()
-            .as_ref()
-            .map(|e| e.iter().map(|s| s.clone().into_bytes()).collect())
-            .unwrap_or_default();
+        let envp = process.env().as_ref().map(|e| e.iter().map(|s| s.clone().into_bytes()).collect()).unwrap_or_default();
         let cwd = process.cwd().to_string_lossy().into_owned().into_bytes();
         if cwd.first() != Some(&b'/') {
-            return Err(Error::Spec(format!(
-                "process.cwd must be absolute, got {:?}",
-                process.cwd()
-            )));
+            return Err(Error::Spec(format!("process.cwd must be absolute, got {:?}", process.cwd())));
         }
-        let root = spec
-            .root()
-            .as_ref()
-            .ok_or_else(|| Error::Spec("no root".into()))?;
-        let mode = if root.readonly().unwrap_or(false) {
-            RootMode::ReadOnly
-        } else {
-            args.config.root_mode
-        };
+        let root = spec.root().as_ref().ok_or_else(|| Error::Spec("no root".into()))?;
+        let mode = if root.readonly().unwrap_or(false) { RootMode::ReadOnly } else { args.config.root_mode };
         let vfs = Vfs::new(root.path(), mode).map_err(io_err("opening the root filesystem"))?;
         let vfs = Arc::new(vfs);
-        vfs.mount(b"/dev", Arc::new(crate::kernel::fs::dev::DevFs::new()));
-        if args.config.tmp_tmpfs {
+        if args.config.tmp_tmpfs && !spec_mounts_at(spec, "/tmp") {
             vfs.mount_tmpfs(b"/tmp", None);
         }
-        let kcfg = KernelConfig {
-            strace: args.config.strace,
-            hostname: spec.hostname().clone().unwrap_or_default(),
-        };
+        mounts::apply(&vfs, spec).map_err(Error::Spec)?;
+        let kcfg = KernelConfig { strace: args.config.strace, hostname: spec.hostname().clone().unwrap_or_default() };
         let kernel = Kernel::new(vfs, &kcfg).map_err(io_err("starting the kernel"))?;
         let user = process.user();
-        let cred = Cred {
-            uid: (user.uid(), user.uid(), user.uid()),
-            gid: (user.gid(), user.gid(), user.gid()),
-        };
+        let cred = Cred { uid: (user.uid(), user.uid(), user.uid()), gid: (user.gid(), user.gid(), user.gid()) };
         Ok(Loader {
             inner: Box::new(Inner {
+                id: id.to_string(),
                 kernel,
-                argv,
-                envp,
-                cwd,
-                cred,
-                stdio: Some(args.stdio),
+                root: Some(RootProcess { argv, envp, cwd, cred, stdio: args.stdio }),
             }),
             _state: PhantomData,
         })
@@ -202,124 +350,124 @@ impl Loader<Created> {
     /// Starts the root container: its first process (PID 1) execs the
     /// spec's program.
     pub fn start(mut self) -> Result<Loader<Started>, Error> {
-        let inner = &mut self.inner;
-        let k = inner.kernel.clone();
-        let stdio = inner
-            .stdio
-            .take()
-            .ok_or_else(|| Error::Spec("stdio already used".into()))?;
-        let mut files = FdTable::new();
-        for (i, fd) in stdio.into_iter().enumerate() {
-            let flags = if i == 0 {
-                libc::O_RDONLY
-            } else {
-                libc::O_WRONLY
-            };
-            let f = crate::kernel::fs::host::host_stream_file(fd, flags);
-            files.insert_at(i as i32, f, false);
+        let root = self.inner.root.take().ok_or_else(|| Error::Spec("root container already started".into()))?;
+        let path = String::from_utf8_lossy(&root.argv[0]).into_owned();
+        let spec = ProcessSpec {
+            argv: root.argv,
+            envp: root.envp,
+            cwd: root.cwd,
+            cred: root.cred,
+            stdio: stdio_files(root.stdio),
+            container: self.inner.id.clone(),
+        };
+        match self.inner.kernel.create_process(spec) {
+            Ok(_) => Ok(self.into_state()),
+            Err(errno) => Err(Error::Exec { path, errno }),
         }
-        let tid = lock(&k.pids).alloc();
-        let tg = Arc::new(ThreadGroup {
-            tgid: tid,
-            inner: Mutex::new(TgInner {
-                parent: None,
-                children: Vec::new(),
-                tasks: Vec::new(),
-                pending: Default::default(),
-                exit_status: None,
-                state: TgState::Running,
-                pgid: tid,
-                sid: tid,
-                exit_signal: libc::SIGCHLD,
-                exe: inner.argv[0].clone(),
-                cpu_ns_dead: 0,
-                child_cpu_ns: 0,
-                cred: inner.cred,
-                rlimits: default_rlimits(),
-                vfork_done: false,
-            }),
-            handlers: Mutex::new(Default::default()),
-            child_wq: Default::default(),
-            start: Instant::now(),
-        });
-        let waker = crate::kernel::wait::Waker::new().map_err(io_err("creating a waker"))?;
-        let t = Arc::new(Task {
-            tid,
-            tg: tg.clone(),
-            waker,
-            sig: Mutex::new(TaskSignals::default()),
-            mm: Mutex::new(Arc::new(Mutex::new(crate::mm::AddressSpace::new(
-                k.mf.clone(),
-            )))),
-            files: Mutex::new(Arc::new(Mutex::new(files))),
-            fs: Mutex::new(Arc::new(Mutex::new(FsContext {
-                cwd: inner.cwd.clone(),
-                umask: 0o022,
-            }))),
-            killed: AtomicBool::new(false),
-            clear_child_tid: AtomicU64::new(0),
-            robust_list: AtomicU64::new(0),
-            comm: Mutex::new(Vec::new()),
-            cpu_ns: AtomicU64::new(0),
-            cur_syscall: AtomicI32::new(-1),
-        });
-        {
-            let mut p = lock(&k.pids);
-            p.tasks.insert(tid, t.clone());
-            p.groups.insert(tid, tg.clone());
-        }
-        lock(&tg.inner).tasks.push(t.clone());
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let argv = inner.argv.clone();
-        let envp = inner.envp.clone();
-        let path = argv[0].clone();
-        // SAFETY: user_regs_struct is plain data; zero is a valid value.
-        let regs: crate::platform::Regs = unsafe { std::mem::zeroed() };
-        run::spawn(
-            k.clone(),
-            t,
-            regs,
-            ContextSource::NewProcess { fp: None },
-            None,
-            Some(Box::new(move |r: &mut run::Runner| {
-                let res = exec::execve(r, &path, argv, envp);
-                let _ = tx.send(res);
-                res
-            })),
-        )
-        .map_err(io_err("starting the init task"))?;
-        match rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(errno)) => {
-                return Err(Error::Exec {
-                    path: String::from_utf8_lossy(&inner.argv[0]).into_owned(),
-                    errno,
-                });
-            }
-            Err(_) => return Err(Error::Spec("init task vanished".into())),
-        }
-        Ok(Loader {
-            inner: self.inner,
-            _state: PhantomData,
-        })
+    }
+
+    /// Restores a sandbox from a statefile (arrives with checkpointing).
+    pub fn restore(self, _image: &mut dyn std::io::Read) -> Result<Loader<Paused>, Error> {
+        Err(Error::Unsupported("restore: checkpointing is not implemented yet".into()))
     }
 }
 
 impl Loader<Started> {
     /// Blocks until the root container's init exits and returns its status.
     pub fn wait(&self) -> ExitStatus {
-        ExitStatus::from_wait(self.inner.kernel.wait_init())
+        self.handle().wait_root()
     }
 
-    /// The kernel (for inspection).
-    pub fn kernel(&self) -> &Arc<Kernel> {
-        &self.inner.kernel
+    /// Waits for a process (reaping it if it was started by `exec`).
+    pub fn wait_pid(&self, pid: i32) -> Result<ExitStatus, Error> {
+        self.handle().wait_pid(pid)
+    }
+
+    /// Starts a new process in the root container; returns its PID.
+    pub fn exec(&self, args: ExecArgs) -> Result<i32, Error> {
+        let path = String::from_utf8_lossy(args.argv.first().map(|v| v.as_slice()).unwrap_or_default()).into_owned();
+        let spec = ProcessSpec {
+            argv: args.argv,
+            envp: args.envp,
+            cwd: args.cwd,
+            cred: Cred { uid: (args.uid, args.uid, args.uid), gid: (args.gid, args.gid, args.gid) },
+            stdio: stdio_files(args.stdio),
+            container: self.inner.id.clone(),
+        };
+        self.inner.kernel.create_process(spec).map_err(|errno| Error::Exec { path, errno })
+    }
+
+    /// Stops every task; no application instruction runs until `resume`.
+    pub fn pause(self) -> Result<Loader<Paused>, (Self, Error)> {
+        match self.inner.kernel.pause() {
+            Ok(()) => Ok(self.into_state()),
+            Err(e) => {
+                self.inner.kernel.resume();
+                Err((self, kerr("pause")(e)))
+            }
+        }
     }
 }
 
-impl<S: State> Loader<S> {
-    /// Kills every process and releases the sandbox.
-    pub fn destroy(self) {
-        self.inner.kernel.kill_all();
+impl Loader<Paused> {
+    /// Lets the world run again.
+    pub fn resume(self) -> Loader<Started> {
+        self.inner.kernel.resume();
+        self.into_state()
+    }
+
+    /// Saves the sandbox (arrives with checkpointing).
+    pub fn checkpoint(self, _image: &mut dyn std::io::Write) -> Result<Loader<Checkpointed>, (Self, Error)> {
+        Err((self, Error::Unsupported("checkpoint: not implemented yet".into())))
     }
 }
+
+impl Loader<Checkpointed> {
+    /// Lets the saved sandbox run on.
+    pub fn resume(self) -> Loader<Started> {
+        self.inner.kernel.resume();
+        self.into_state()
+    }
+}
+
+fn spec_mounts_at(spec: &oci_spec::runtime::Spec, dest: &str) -> bool {
+    spec.mounts().as_ref().is_some_and(|m| m.iter().any(|m| m.destination() == std::path::Path::new(dest)))
+}
+
+/// Illegal transitions do not compile.
+///
+/// ```compile_fail,E0599
+/// # fn f(l: rvisor::Loader<rvisor::state::Created>) {
+/// let _ = l.pause(); // no pause before start
+/// # }
+/// ```
+///
+/// ```compile_fail,E0599
+/// # fn f(l: rvisor::Loader<rvisor::state::Checkpointed>, a: rvisor::loader::ExecArgs) {
+/// let _ = l.exec(a); // no exec on a saved sandbox
+/// # }
+/// ```
+///
+/// ```compile_fail,E0599
+/// # fn f(l: rvisor::Loader<rvisor::state::Paused>) {
+/// let _ = l.wait(); // wait only while started
+/// # }
+/// ```
+///
+/// ```compile_fail,E0599
+/// # fn f(l: rvisor::Loader<rvisor::state::Started>) {
+/// let _ = l.start(); // started once
+/// # }
+/// ```
+///
+/// And the legal ones do:
+///
+/// ```no_run
+/// # fn f(l: rvisor::Loader<rvisor::state::Created>) -> Result<(), rvisor::Error> {
+/// let started = l.start()?;
+/// let paused = started.pause().map_err(|(_, e)| e)?;
+/// let started = paused.resume();
+/// started.destroy();
+/// # Ok(()) }
+/// ```
+pub struct TransitionDocs;

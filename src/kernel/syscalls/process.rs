@@ -554,6 +554,7 @@ fn new_task(r: &Runner, tid: i32, tg: Arc<ThreadGroup>, flags: u64) -> KResult<A
         comm: Mutex::new(lock(&r.t.comm).clone()),
         cpu_ns: AtomicU64::new(0),
         cur_syscall: AtomicI32::new(-1),
+        regs_snapshot: Mutex::new(None),
     }))
 }
 
@@ -622,6 +623,7 @@ fn do_clone(
             handlers: Mutex::new(handlers),
             child_wq: Default::default(),
             start: Instant::now(),
+            container: r.t.tg.container.clone(),
         })
     };
     let t = new_task(r, tid, tg.clone(), flags)?;
