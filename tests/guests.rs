@@ -132,3 +132,43 @@ guest_test!(
         "still alive"
     ]
 );
+
+/// Static-PIE executables (no interpreter, relocated by their own startup
+/// code at the kernel-chosen base).
+mod static_pie {
+    use super::*;
+
+    fn build(name: &str) -> std::path::PathBuf {
+        let src = repo_root().join("tests/guests").join(format!("{name}.c"));
+        let out = target_dir()
+            .join("guests")
+            .join(format!("{name}-spie-{}", std::process::id()));
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        let st = std::process::Command::new("cc")
+            .args(["-O1", "-pthread", "-static-pie", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status()
+            .expect("cc");
+        assert!(st.success(), "cc -static-pie {name}.c failed");
+        out
+    }
+
+    #[test]
+    fn threads() {
+        let exe = build("threads");
+        Case::new("threads-static-pie", &[&exe])
+            .expect_status(0)
+            .check();
+        std::fs::remove_file(exe).ok();
+    }
+
+    #[test]
+    fn signals() {
+        let exe = build("signals");
+        Case::new("signals-static-pie", &[&exe])
+            .expect_status(0)
+            .check();
+        std::fs::remove_file(exe).ok();
+    }
+}

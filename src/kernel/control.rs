@@ -4,7 +4,9 @@
 use super::fdtable::FdTable;
 use super::fs::file::OpenFile;
 use super::run::{self, ContextSource};
-use super::task::{Cred, FsContext, Task, TaskSignals, TgInner, TgState, ThreadGroup, default_rlimits, lock};
+use super::task::{
+    Cred, FsContext, Task, TaskSignals, TgInner, TgState, ThreadGroup, default_rlimits, lock,
+};
 use super::{Errno, KResult, Kernel, exec};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -103,9 +105,14 @@ impl Kernel {
             tg: tg.clone(),
             waker,
             sig: Mutex::new(TaskSignals::default()),
-            mm: Mutex::new(Arc::new(Mutex::new(crate::mm::AddressSpace::new(self.mf.clone())))),
+            mm: Mutex::new(Arc::new(Mutex::new(crate::mm::AddressSpace::new(
+                self.mf.clone(),
+            )))),
             files: Mutex::new(Arc::new(Mutex::new(files))),
-            fs: Mutex::new(Arc::new(Mutex::new(FsContext { cwd: spec.cwd.clone(), umask: 0o022 }))),
+            fs: Mutex::new(Arc::new(Mutex::new(FsContext {
+                cwd: spec.cwd.clone(),
+                umask: 0o022,
+            }))),
             killed: AtomicBool::new(false),
             clear_child_tid: AtomicU64::new(0),
             robust_list: AtomicU64::new(0),
@@ -184,7 +191,11 @@ impl Kernel {
                 }
                 return Ok(status.unwrap_or(0));
             }
-            guard = self.exit_cv.wait_timeout(guard, Duration::from_millis(200)).map(|r| r.0).unwrap_or_else(|e| e.into_inner().0);
+            guard = self
+                .exit_cv
+                .wait_timeout(guard, Duration::from_millis(200))
+                .map(|r| r.0)
+                .unwrap_or_else(|e| e.into_inner().0);
         }
     }
 
@@ -239,7 +250,11 @@ impl Kernel {
     pub(crate) fn stop_point(&self, t: &Task) {
         let mut g = lock(&self.pause_lock);
         while self.paused.load(Ordering::SeqCst) && !t.killed.load(Ordering::Relaxed) {
-            g = self.pause_cv.wait_timeout(g, Duration::from_millis(50)).map(|r| r.0).unwrap_or_else(|e| e.into_inner().0);
+            g = self
+                .pause_cv
+                .wait_timeout(g, Duration::from_millis(50))
+                .map(|r| r.0)
+                .unwrap_or_else(|e| e.into_inner().0);
         }
     }
 
@@ -251,11 +266,19 @@ impl Kernel {
                 continue;
             }
             let inner = lock(&g.inner);
-            let cpu: u64 = inner.tasks.iter().map(|t| t.cpu_ns.load(Ordering::Relaxed)).sum::<u64>() + inner.cpu_ns_dead;
+            let cpu: u64 = inner
+                .tasks
+                .iter()
+                .map(|t| t.cpu_ns.load(Ordering::Relaxed))
+                .sum::<u64>()
+                + inner.cpu_ns_dead;
             let leader = inner.tasks.first().cloned();
             let state = match inner.state {
                 TgState::Running => {
-                    if leader.as_ref().is_some_and(|t| t.cur_syscall.load(Ordering::Relaxed) >= 0) {
+                    if leader
+                        .as_ref()
+                        .is_some_and(|t| t.cur_syscall.load(Ordering::Relaxed) >= 0)
+                    {
                         'S'
                     } else {
                         'R'
@@ -293,7 +316,10 @@ impl Kernel {
 
     /// Resource usage, for the whole sandbox or one container.
     pub fn usage(&self, container: Option<&str>) -> Usage {
-        let mut u = Usage { memory_bytes: self.mf.usage(), ..Default::default() };
+        let mut u = Usage {
+            memory_bytes: self.mf.usage(),
+            ..Default::default()
+        };
         for g in self.thread_groups() {
             if container.is_some_and(|c| c != g.container) {
                 continue;
@@ -302,7 +328,13 @@ impl Kernel {
             if inner.state == TgState::Running {
                 u.pids += 1;
             }
-            u.cpu_ns += inner.tasks.iter().map(|t| t.cpu_ns.load(Ordering::Relaxed)).sum::<u64>() + inner.cpu_ns_dead + inner.child_cpu_ns;
+            u.cpu_ns += inner
+                .tasks
+                .iter()
+                .map(|t| t.cpu_ns.load(Ordering::Relaxed))
+                .sum::<u64>()
+                + inner.cpu_ns_dead
+                + inner.child_cpu_ns;
         }
         u
     }
@@ -315,8 +347,21 @@ impl Kernel {
         tasks.sort_by_key(|t| t.tid);
         for t in tasks {
             let nr = t.cur_syscall.load(Ordering::Relaxed);
-            let state = if nr >= 0 { format!("in syscall {} ({nr})", super::syscalls::table::name_of(nr as u64)) } else { "running application code".to_string() };
-            out += &format!("task {} (pid {}, {}): {}\n", t.tid, t.tg.tgid, String::from_utf8_lossy(&lock(&t.comm)), state);
+            let state = if nr >= 0 {
+                format!(
+                    "in syscall {} ({nr})",
+                    super::syscalls::table::name_of(nr as u64)
+                )
+            } else {
+                "running application code".to_string()
+            };
+            out += &format!(
+                "task {} (pid {}, {}): {}\n",
+                t.tid,
+                t.tg.tgid,
+                String::from_utf8_lossy(&lock(&t.comm)),
+                state
+            );
             if let Some(r) = *lock(&t.regs_snapshot) {
                 out += &format!(
                     "  rip={:#x} rsp={:#x} rax={:#x} rdi={:#x} rsi={:#x} rdx={:#x} r10={:#x} r8={:#x} r9={:#x} fs_base={:#x}\n",
@@ -363,7 +408,11 @@ impl Kernel {
 
     /// Sends `sig` to the process group `pgid`.
     pub fn signal_process_group(&self, pgid: i32, sig: i32) -> KResult<()> {
-        let targets: Vec<_> = self.thread_groups().into_iter().filter(|g| lock(&g.inner).pgid == pgid && lock(&g.inner).state == TgState::Running).collect();
+        let targets: Vec<_> = self
+            .thread_groups()
+            .into_iter()
+            .filter(|g| lock(&g.inner).pgid == pgid && lock(&g.inner).state == TgState::Running)
+            .collect();
         if targets.is_empty() {
             return Err(Errno::ESRCH);
         }
@@ -376,7 +425,11 @@ impl Kernel {
     /// Turns syscall tracing on or off, optionally limited to some names.
     pub fn set_strace(&self, on: bool, allow: Option<Vec<String>>) {
         let filter = allow.map(|names| {
-            super::syscalls::table::entries().iter().filter(|e| names.iter().any(|n| n == e.name)).map(|e| e.nr as u64).collect()
+            super::syscalls::table::entries()
+                .iter()
+                .filter(|e| names.iter().any(|n| n == e.name))
+                .map(|e| e.nr as u64)
+                .collect()
         });
         *lock(&self.strace_filter) = filter;
         self.strace.store(on, Ordering::Relaxed);

@@ -4,8 +4,8 @@
 //! kernel's own objects; the host sees only the platform's address-space
 //! operations and the kernel's own narrow use of host files.
 
-pub mod events;
 pub mod control;
+pub mod events;
 pub mod exec;
 pub mod fdtable;
 pub mod fs;
@@ -140,6 +140,13 @@ impl Kernel {
     /// Whether strace is on.
     pub fn strace_on(&self) -> bool {
         self.strace.load(Ordering::Relaxed)
+    }
+
+    /// Whether strace shows syscall `nr` (the allowlist, if any).
+    pub fn strace_allows(&self, nr: u64) -> bool {
+        lock(&self.strace_filter)
+            .as_ref()
+            .is_none_or(|f| f.contains(&nr))
     }
 
     /// Looks up a task by tid.

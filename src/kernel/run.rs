@@ -226,7 +226,7 @@ impl Runner {
         ];
         self.t.cur_syscall.store(nr as i32, Ordering::Relaxed);
         self.regs_replaced = false;
-        let strace = self.k.strace_on();
+        let strace = self.k.strace_on() && self.k.strace_allows(nr);
         let res = super::syscalls::dispatch(self, nr, args);
         if strace {
             super::syscalls::strace_log(self, nr, &args, &res);

@@ -66,7 +66,10 @@ impl Error {
 }
 
 fn kerr(context: &str) -> impl FnOnce(Errno) -> Error + '_ {
-    move |errno| Error::Kernel { context: context.to_string(), errno }
+    move |errno| Error::Kernel {
+        context: context.to_string(),
+        errno,
+    }
 }
 
 /// Sandbox configuration beyond the OCI spec.
@@ -206,7 +209,10 @@ impl KernelHandle {
 
     /// Waits for a process; one started from outside is reaped.
     pub fn wait_pid(&self, pid: i32) -> Result<ExitStatus, Error> {
-        self.0.wait_pid(pid).map(ExitStatus::from_wait).map_err(kerr("wait"))
+        self.0
+            .wait_pid(pid)
+            .map(ExitStatus::from_wait)
+            .map_err(kerr("wait"))
     }
 
     /// The root container's status, if its init has exited.
@@ -224,13 +230,25 @@ fn stdio_files(stdio: [OwnedFd; 3]) -> Vec<Arc<crate::kernel::fs::file::OpenFile
     stdio
         .into_iter()
         .enumerate()
-        .map(|(i, fd)| crate::kernel::fs::host::host_stream_file(fd, if i == 0 { libc::O_RDONLY } else { libc::O_WRONLY }))
+        .map(|(i, fd)| {
+            crate::kernel::fs::host::host_stream_file(
+                fd,
+                if i == 0 {
+                    libc::O_RDONLY
+                } else {
+                    libc::O_WRONLY
+                },
+            )
+        })
         .collect()
 }
 
 impl<S: State> Loader<S> {
     fn into_state<T: State>(self) -> Loader<T> {
-        Loader { inner: self.inner, _state: PhantomData }
+        Loader {
+            inner: self.inner,
+            _state: PhantomData,
+        }
     }
 
     /// The sandbox's id.
@@ -311,7 +329,10 @@ impl Loader<Created> {
     /// Like `new`, naming the sandbox (and its root container) `id`.
     pub fn with_id(id: &str, args: Args) -> Result<Loader<Created>, Error> {
         let spec = &args.spec;
-        let process = spec.process().as_ref().ok_or_else(|| Error::Spec("no process".into()))?;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| Error::Spec("no process".into()))?;
         let argv: Vec<Vec<u8>> = process
             .args()
             .as_ref()
@@ -320,28 +341,54 @@ impl Loader<Created> {
         if argv.is_empty() {
             return Err(Error::Spec("process.args is empty".into()));
         }
-        let envp = process.env().as_ref().map(|e| e.iter().map(|s| s.clone().into_bytes()).collect()).unwrap_or_default();
+        let envp = process
+            .env()
+            .as_ref()
+            .map(|e| e.iter().map(|s| s.clone().into_bytes()).collect())
+            .unwrap_or_default();
         let cwd = process.cwd().to_string_lossy().into_owned().into_bytes();
         if cwd.first() != Some(&b'/') {
-            return Err(Error::Spec(format!("process.cwd must be absolute, got {:?}", process.cwd())));
+            return Err(Error::Spec(format!(
+                "process.cwd must be absolute, got {:?}",
+                process.cwd()
+            )));
         }
-        let root = spec.root().as_ref().ok_or_else(|| Error::Spec("no root".into()))?;
-        let mode = if root.readonly().unwrap_or(false) { RootMode::ReadOnly } else { args.config.root_mode };
+        let root = spec
+            .root()
+            .as_ref()
+            .ok_or_else(|| Error::Spec("no root".into()))?;
+        let mode = if root.readonly().unwrap_or(false) {
+            RootMode::ReadOnly
+        } else {
+            args.config.root_mode
+        };
         let vfs = Vfs::new(root.path(), mode).map_err(io_err("opening the root filesystem"))?;
         let vfs = Arc::new(vfs);
         if args.config.tmp_tmpfs && !spec_mounts_at(spec, "/tmp") {
             vfs.mount_tmpfs(b"/tmp", None);
         }
         mounts::apply(&vfs, spec).map_err(Error::Spec)?;
-        let kcfg = KernelConfig { strace: args.config.strace, hostname: spec.hostname().clone().unwrap_or_default() };
+        let kcfg = KernelConfig {
+            strace: args.config.strace,
+            hostname: spec.hostname().clone().unwrap_or_default(),
+        };
         let kernel = Kernel::new(vfs, &kcfg).map_err(io_err("starting the kernel"))?;
         let user = process.user();
-        let cred = Cred { uid: (user.uid(), user.uid(), user.uid()), gid: (user.gid(), user.gid(), user.gid()) };
+        let cred = Cred {
+            uid: (user.uid(), user.uid(), user.uid()),
+            gid: (user.gid(), user.gid(), user.gid()),
+        };
         Ok(Loader {
             inner: Box::new(Inner {
                 id: id.to_string(),
                 kernel,
-                root: Some(RootProcess { argv, envp, cwd, cred, stdio: args.stdio }),
+                root: Some(RootProcess {
+                    argv,
+                    envp,
+                    cwd,
+                    cred,
+                    stdio: args.stdio,
+                }),
             }),
             _state: PhantomData,
         })
@@ -350,7 +397,11 @@ impl Loader<Created> {
     /// Starts the root container: its first process (PID 1) execs the
     /// spec's program.
     pub fn start(mut self) -> Result<Loader<Started>, Error> {
-        let root = self.inner.root.take().ok_or_else(|| Error::Spec("root container already started".into()))?;
+        let root = self
+            .inner
+            .root
+            .take()
+            .ok_or_else(|| Error::Spec("root container already started".into()))?;
         let path = String::from_utf8_lossy(&root.argv[0]).into_owned();
         let spec = ProcessSpec {
             argv: root.argv,
@@ -368,7 +419,9 @@ impl Loader<Created> {
 
     /// Restores a sandbox from a statefile (arrives with checkpointing).
     pub fn restore(self, _image: &mut dyn std::io::Read) -> Result<Loader<Paused>, Error> {
-        Err(Error::Unsupported("restore: checkpointing is not implemented yet".into()))
+        Err(Error::Unsupported(
+            "restore: checkpointing is not implemented yet".into(),
+        ))
     }
 }
 
@@ -385,16 +438,24 @@ impl Loader<Started> {
 
     /// Starts a new process in the root container; returns its PID.
     pub fn exec(&self, args: ExecArgs) -> Result<i32, Error> {
-        let path = String::from_utf8_lossy(args.argv.first().map(|v| v.as_slice()).unwrap_or_default()).into_owned();
+        let path =
+            String::from_utf8_lossy(args.argv.first().map(|v| v.as_slice()).unwrap_or_default())
+                .into_owned();
         let spec = ProcessSpec {
             argv: args.argv,
             envp: args.envp,
             cwd: args.cwd,
-            cred: Cred { uid: (args.uid, args.uid, args.uid), gid: (args.gid, args.gid, args.gid) },
+            cred: Cred {
+                uid: (args.uid, args.uid, args.uid),
+                gid: (args.gid, args.gid, args.gid),
+            },
             stdio: stdio_files(args.stdio),
             container: self.inner.id.clone(),
         };
-        self.inner.kernel.create_process(spec).map_err(|errno| Error::Exec { path, errno })
+        self.inner
+            .kernel
+            .create_process(spec)
+            .map_err(|errno| Error::Exec { path, errno })
     }
 
     /// Stops every task; no application instruction runs until `resume`.
@@ -417,8 +478,14 @@ impl Loader<Paused> {
     }
 
     /// Saves the sandbox (arrives with checkpointing).
-    pub fn checkpoint(self, _image: &mut dyn std::io::Write) -> Result<Loader<Checkpointed>, (Self, Error)> {
-        Err((self, Error::Unsupported("checkpoint: not implemented yet".into())))
+    pub fn checkpoint(
+        self,
+        _image: &mut dyn std::io::Write,
+    ) -> Result<Loader<Checkpointed>, (Self, Error)> {
+        Err((
+            self,
+            Error::Unsupported("checkpoint: not implemented yet".into()),
+        ))
     }
 }
 
@@ -431,7 +498,10 @@ impl Loader<Checkpointed> {
 }
 
 fn spec_mounts_at(spec: &oci_spec::runtime::Spec, dest: &str) -> bool {
-    spec.mounts().as_ref().is_some_and(|m| m.iter().any(|m| m.destination() == std::path::Path::new(dest)))
+    spec.mounts().as_ref().is_some_and(|m| {
+        m.iter()
+            .any(|m| m.destination() == std::path::Path::new(dest))
+    })
 }
 
 /// Illegal transitions do not compile.
