@@ -1,6 +1,6 @@
 //! Pipes: a bounded kernel buffer between a read end and a write end.
 
-use super::fs::file::{FileOps, PollEvents, Stat};
+use super::fs::file::{FileOps, PipeBuffer, PollEvents, Stat};
 use super::task::lock;
 use super::wait::WaitQueue;
 use crate::errno::{Errno, KResult};
@@ -161,5 +161,59 @@ impl FileOps for PipeEnd {
 
     fn proc_name(&self) -> Option<String> {
         Some(format!("pipe:[{}]", self.pipe.ino))
+    }
+
+    fn pipe_buffer(&self) -> Option<&dyn PipeBuffer> {
+        Some(self)
+    }
+}
+
+impl PipeBuffer for PipeEnd {
+    fn take(&self, max: usize) -> KResult<Vec<u8>> {
+        let mut s = lock(&self.pipe.state);
+        if s.buf.is_empty() {
+            return if s.writers == 0 || max == 0 {
+                Ok(Vec::new())
+            } else {
+                Err(Errno::EAGAIN)
+            };
+        }
+        let n = max.min(s.buf.len());
+        let out: Vec<u8> = s.buf.drain(..n).collect();
+        drop(s);
+        self.pipe.wq.notify_all();
+        Ok(out)
+    }
+
+    fn peek(&self, max: usize) -> KResult<Vec<u8>> {
+        let s = lock(&self.pipe.state);
+        if s.buf.is_empty() {
+            return if s.writers == 0 || max == 0 {
+                Ok(Vec::new())
+            } else {
+                Err(Errno::EAGAIN)
+            };
+        }
+        Ok(s.buf.iter().take(max).copied().collect())
+    }
+
+    fn unread(&self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        let mut s = lock(&self.pipe.state);
+        for &b in data.iter().rev() {
+            s.buf.push_front(b);
+        }
+        drop(s);
+        self.pipe.wq.notify_all();
+    }
+
+    fn room(&self) -> KResult<usize> {
+        let s = lock(&self.pipe.state);
+        if s.readers == 0 {
+            return Err(Errno::EPIPE);
+        }
+        Ok(PIPE_BUF_SIZE.saturating_sub(s.buf.len()))
     }
 }

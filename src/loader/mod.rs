@@ -365,7 +365,9 @@ impl Loader<Created> {
         let vfs = Vfs::new(root.path(), mode).map_err(io_err("opening the root filesystem"))?;
         let vfs = Arc::new(vfs);
         if args.config.tmp_tmpfs && !spec_mounts_at(spec, "/tmp") {
-            vfs.mount_tmpfs(b"/tmp", None);
+            // Like gVisor: a fresh tmpfs at /tmp, unless the image has files
+            // there that it would hide.
+            vfs.mount_tmpfs_if_empty(b"/tmp", None);
         }
         mounts::apply(&vfs, spec).map_err(Error::Spec)?;
         let kcfg = KernelConfig {

@@ -3,7 +3,7 @@
 use crate::errno::{Errno, KResult};
 use crate::kernel::wait::WaitQueue;
 use std::os::fd::{OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// `struct stat` as x86_64 Linux lays it out.
@@ -174,6 +174,68 @@ pub trait FileOps: Send + Sync {
     fn proc_name(&self) -> Option<String> {
         None
     }
+    /// The pipe buffer behind a pipe or FIFO end (splice, tee).
+    fn pipe_buffer(&self) -> Option<&dyn PipeBuffer> {
+        None
+    }
+    /// A new, independent open of the same file with `flags`, for
+    /// reopening files that have no path (memfd, O_TMPFILE) through
+    /// /proc/<pid>/fd/N. ENXIO where that is impossible.
+    fn reopen(&self, _flags: i32) -> KResult<Box<dyn FileOps>> {
+        Err(Errno::ENXIO)
+    }
+    /// fallocate(2) on a regular file: `mode` is 0, FALLOC_FL_KEEP_SIZE,
+    /// FALLOC_FL_PUNCH_HOLE|KEEP_SIZE or FALLOC_FL_ZERO_RANGE (with or
+    /// without KEEP_SIZE); the caller has checked the arguments. The
+    /// default works through `stat`, `truncate` and `write`.
+    fn fallocate(&self, mode: i32, off: u64, len: u64) -> KResult<()> {
+        generic_fallocate(self, mode, off, len)
+    }
+}
+
+/// fallocate through `stat`, `truncate` and `write` (see
+/// [`FileOps::fallocate`]): space is not reserved, holes are zeroed.
+pub fn generic_fallocate<F: FileOps + ?Sized>(
+    f: &F,
+    mode: i32,
+    off: u64,
+    len: u64,
+) -> KResult<()> {
+    let size = f.stat()?.st_size.max(0) as u64;
+    let end = off.checked_add(len).ok_or(Errno::EFBIG)?;
+    let keep = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
+    if mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE) != 0 {
+        let stop = if keep { end.min(size) } else { end };
+        let zeros = vec![0u8; 64 * 1024];
+        let mut at = off;
+        while at < stop {
+            let n = ((stop - at) as usize).min(zeros.len());
+            let w = f.write(&zeros[..n], Some(at))?;
+            if w == 0 {
+                return Err(Errno::EIO);
+            }
+            at += w as u64;
+        }
+        return Ok(());
+    }
+    if !keep && end > size {
+        f.truncate(end)?;
+    }
+    Ok(())
+}
+
+/// The buffer of a pipe or FIFO as splice(2) and tee(2) move it.
+pub trait PipeBuffer {
+    /// Removes and returns up to `max` buffered bytes: empty at end of file
+    /// (nothing buffered, no writers), EAGAIN when empty with writers.
+    fn take(&self, max: usize) -> KResult<Vec<u8>>;
+    /// Like `take`, but leaves the bytes buffered (tee).
+    fn peek(&self, max: usize) -> KResult<Vec<u8>>;
+    /// Puts back, at the front, bytes taken but not delivered.
+    fn unread(&self, data: &[u8]);
+    /// Bytes a write could add right now (0 when full); EPIPE without
+    /// readers.
+    fn room(&self) -> KResult<usize>;
 }
 
 /// Application-memory access for ioctls.
@@ -183,6 +245,12 @@ pub trait IoctlCtx {
     /// Writes application memory.
     fn write_mem(&mut self, addr: u64, buf: &[u8]) -> KResult<()>;
 }
+
+/// Work done when an open file description goes away (its last
+/// descriptor closed): releasing its flock and OFD locks.
+pub type CloseHook = Box<dyn FnOnce(u64) + Send>;
+
+static NEXT_OFD_ID: AtomicU64 = AtomicU64::new(1);
 
 /// An open file description: shared by dup'ed and inherited descriptors.
 pub struct OpenFile {
@@ -194,6 +262,10 @@ pub struct OpenFile {
     pub pos: Mutex<u64>,
     /// Path inside the sandbox, where there is one.
     pub path: Vec<u8>,
+    /// Unique id of this description (owner of its flock and OFD locks).
+    pub id: u64,
+    /// Run with `id` when the description is dropped.
+    on_close: Mutex<Vec<CloseHook>>,
 }
 
 impl std::fmt::Debug for OpenFile {
@@ -210,7 +282,17 @@ impl OpenFile {
             flags: AtomicU32::new(flags as u32),
             pos: Mutex::new(0),
             path,
+            id: NEXT_OFD_ID.fetch_add(1, Ordering::Relaxed),
+            on_close: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Registers work to do when the description goes away.
+    pub fn on_close(&self, hook: CloseHook) {
+        self.on_close
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hook);
     }
 
     /// Status flags.
@@ -238,6 +320,10 @@ impl OpenFile {
 
 impl Drop for OpenFile {
     fn drop(&mut self) {
+        let hooks = std::mem::take(self.on_close.get_mut().unwrap_or_else(|e| e.into_inner()));
+        for h in hooks {
+            h(self.id);
+        }
         self.ops.release();
     }
 }

@@ -594,6 +594,27 @@ impl FileOps for HostFile {
             Ok(MmapSource::Copy)
         }
     }
+
+    fn fallocate(&self, mode: i32, off: u64, len: u64) -> KResult<()> {
+        if !self.writable {
+            return Err(Errno::EBADF);
+        }
+        let off = i64::try_from(off).map_err(|_| Errno::EFBIG)?;
+        let len = i64::try_from(len).map_err(|_| Errno::EFBIG)?;
+        match nix::fcntl::fallocate(
+            &*self.fd,
+            nix::fcntl::FallocateFlags::from_bits_truncate(mode),
+            off,
+            len,
+        ) {
+            Ok(()) => Ok(()),
+            // A host filesystem without the mode: fall back to writing.
+            Err(nix::errno::Errno::EOPNOTSUPP) => {
+                super::file::generic_fallocate(self, mode, off as u64, len as u64)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 // ---- host streams (stdio) ----

@@ -8,6 +8,7 @@
 pub mod dev;
 pub mod file;
 pub mod host;
+pub mod lock;
 pub mod overlay;
 pub mod path;
 pub mod tmpfs;

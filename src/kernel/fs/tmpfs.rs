@@ -16,7 +16,7 @@
 //! lookups (two at once only by rename, under `ns`); an inode's metadata
 //! mutex is a leaf lock, never held while taking another.
 
-use super::file::{DirEntry, FileOps, MmapSource, PollEvents, Stat, dtype_of};
+use super::file::{DirEntry, FileOps, MmapSource, PipeBuffer, PollEvents, Stat, dtype_of};
 use super::path::{components, split_last};
 use super::vfs::{DirFile, MountFs, Owner, SetAttr, StatFs, Timestamp, now};
 use crate::errno::{Errno, KResult};
@@ -405,6 +405,30 @@ impl Inode {
         st.size = len;
         drop(st);
         self.touch(true, true);
+        Ok(())
+    }
+
+    /// Deallocates `[off, off+len)` (clamped to the size), which then
+    /// reads as zeros; the size does not change.
+    pub(crate) fn punch_hole(&self, off: u64, len: u64) -> KResult<()> {
+        let f = self.file()?;
+        let (fd, size) = {
+            let st = lock(&f.state);
+            (st.fd.clone(), st.size)
+        };
+        let end = off.saturating_add(len).min(size);
+        if let Some(fd) = fd
+            && off < end
+        {
+            nix::fcntl::fallocate(
+                &*fd,
+                nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
+                    | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+                off as libc::off_t,
+                (end - off) as libc::off_t,
+            )?;
+            self.touch(true, true);
+        }
         Ok(())
     }
 
@@ -1096,6 +1120,19 @@ impl FileOps for TmpFile {
     fn mmap_source(&self) -> KResult<MmapSource> {
         Ok(MmapSource::HostFd(self.node.memfd()?))
     }
+
+    fn reopen(&self, _flags: i32) -> KResult<Box<dyn FileOps>> {
+        Ok(Box::new(TmpFile {
+            node: self.node.clone(),
+        }))
+    }
+
+    fn fallocate(&self, mode: i32, off: u64, len: u64) -> KResult<()> {
+        if mode & libc::FALLOC_FL_PUNCH_HOLE != 0 {
+            return self.node.punch_hole(off, len);
+        }
+        super::file::generic_fallocate(self, mode, off, len)
+    }
 }
 
 /// A named pipe's shared state.
@@ -1272,6 +1309,68 @@ impl FileOps for FifoEnd {
 
     fn proc_name(&self) -> Option<String> {
         None
+    }
+
+    fn pipe_buffer(&self) -> Option<&dyn PipeBuffer> {
+        Some(self)
+    }
+}
+
+impl FifoEnd {
+    fn take_or_peek(&self, max: usize, take: bool) -> KResult<Vec<u8>> {
+        if !self.read {
+            return Err(Errno::EBADF);
+        }
+        let mut st = lock(&self.fifo.st);
+        if st.buf.is_empty() {
+            return if max == 0 || (st.writers == 0 && self.peer_seen(&st)) {
+                Ok(Vec::new())
+            } else {
+                Err(Errno::EAGAIN)
+            };
+        }
+        let n = max.min(st.buf.len());
+        if !take {
+            return Ok(st.buf.iter().take(n).copied().collect());
+        }
+        let out: Vec<u8> = st.buf.drain(..n).collect();
+        drop(st);
+        self.fifo.wq.notify_all();
+        Ok(out)
+    }
+}
+
+impl PipeBuffer for FifoEnd {
+    fn take(&self, max: usize) -> KResult<Vec<u8>> {
+        self.take_or_peek(max, true)
+    }
+
+    fn peek(&self, max: usize) -> KResult<Vec<u8>> {
+        self.take_or_peek(max, false)
+    }
+
+    fn unread(&self, data: &[u8]) {
+        let mut st = lock(&self.fifo.st);
+        for &b in data.iter().rev() {
+            st.buf.push_front(b);
+        }
+        drop(st);
+        self.fifo.wq.notify_all();
+    }
+
+    fn room(&self) -> KResult<usize> {
+        if !self.write {
+            return Err(Errno::EBADF);
+        }
+        let st = lock(&self.fifo.st);
+        if st.readers == 0 {
+            return if self.peer_seen(&st) {
+                Err(Errno::EPIPE)
+            } else {
+                Ok(0)
+            };
+        }
+        Ok(FIFO_CAPACITY.saturating_sub(st.buf.len()))
     }
 }
 
