@@ -78,6 +78,11 @@ fn run_sandbox(spec: oci_spec::runtime::Spec, config: Config) -> Result<i32, Str
         stdio,
     })
     .map_err(|e| e.to_string())?;
+    // The sandbox process confines itself before the first application
+    // instruction runs (RVISOR_NO_SECCOMP=1 turns this off for debugging).
+    if std::env::var_os("RVISOR_NO_SECCOMP").is_none() {
+        rvisor::loader::filter::install()?;
+    }
     let started = loader.start().map_err(|e| e.to_string())?;
     let status = started.wait();
     started.destroy();

@@ -1,6 +1,7 @@
 //! The loader: builds a kernel from an OCI spec and runs its root
 //! container, with a lifecycle encoded in types.
 
+pub mod filter;
 pub mod mounts;
 
 use crate::Errno;
