@@ -172,3 +172,36 @@ mod static_pie {
         std::fs::remove_file(exe).ok();
     }
 }
+
+guest_test!(
+    events,
+    status = 0,
+    expect = [
+        "wait with both                                       2 [data=1 IN] [data=2 OUT]",
+        "a second write is a new edge                         1 [data=1 IN]",
+        "disabled after one report                            0",
+        "epoll after a write                                  1 [data=9 IN OUT]",
+        "outer epoll_wait(-1) woken through inner             1 [data=100 IN]",
+        "chain: instances in the longest allowed chain        5",
+        "  periodic 1s, 10s in the past: expirations          11",
+        "epoll_wait(-1) on a timerfd                          1 [data=5 IN]",
+        "read four at once                                    512 bytes: 10/0 12/0 RTMIN+2:0/42 RTMIN+2:0/43",
+        "SIGCHLD                                              signo=17 code=1 status=7 pid_is_child=1",
+        "events ok",
+    ]
+);
+guest_test!(
+    timers,
+    status = 0,
+    expect = [
+        "alarm(3) returns the 5 s left (rounded)                  5",
+        "  si_code is SI_KERNEL                                   1",
+        "periodic 10ms for 120ms: >= 5 signals                    1",
+        "  si_timerid is the id                                   1",
+        "periodic 5ms, 80ms blocked: one signal, si_overrun >= 5  1",
+        "  timer_getoverrun agrees                                1",
+        "after exec: timer_gettime(old id)                        -1 EINVAL",
+        "after exec: ITIMER_REAL still armed                      1",
+        "timers ok",
+    ]
+);

@@ -1,16 +1,18 @@
 //! The rvisor command line.
 
+#[path = "rvisor/sandboxes.rs"]
+mod sandboxes;
+
 use clap::{Parser, Subcommand};
 use rvisor::{Args, Config, Loader, PlatformKind, RootMode};
+use sandboxes::ContainerOpts;
 use std::os::fd::AsFd;
 use std::process::ExitCode;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::prelude::*;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "rvisor",
-    version,
-    about = "Run Linux programs in a user-space kernel sandbox"
-)]
+#[command(name = "rvisor", version, about = "Run Linux programs in a user-space kernel sandbox")]
 struct Cli {
     /// Log level (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "warn")]
@@ -19,6 +21,9 @@ struct Cli {
     /// application shares).
     #[arg(long, global = true)]
     log_file: Option<std::path::PathBuf>,
+    /// Directory holding each sandbox's state and control socket.
+    #[arg(long, global = true)]
+    root: Option<std::path::PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -58,6 +63,100 @@ enum Cmd {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         cmd: Vec<String>,
     },
+    /// Create a sandbox (its root container created, not started).
+    Create(ContainerOpts),
+    /// The sandbox process itself (started by `create`).
+    #[command(hide = true)]
+    Boot(ContainerOpts),
+    /// Start a created sandbox's root container.
+    Start {
+        /// Sandbox id.
+        id: String,
+    },
+    /// Wait for the root container; exit with its status.
+    Wait {
+        /// Sandbox id.
+        id: String,
+    },
+    /// Run a process in a running sandbox.
+    Exec {
+        /// Print the PID and return at once.
+        #[arg(long)]
+        detach: bool,
+        /// Working directory.
+        #[arg(long)]
+        cwd: Option<String>,
+        /// Environment variables (K=V).
+        #[arg(long = "env")]
+        env: Vec<String>,
+        /// Sandbox id.
+        id: String,
+        /// Command and arguments.
+        #[arg(required = true, last = true)]
+        cmd: Vec<String>,
+    },
+    /// List a sandbox's processes.
+    Ps {
+        /// Output format: table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Sandbox id.
+        id: String,
+    },
+    /// Send a signal (default SIGTERM) to the root container's init, a
+    /// process, or all processes.
+    Kill {
+        /// Every process (the sandbox pauses while signalling).
+        #[arg(long, conflicts_with = "pid")]
+        all: bool,
+        /// One process.
+        #[arg(long)]
+        pid: Option<i32>,
+        /// Sandbox id.
+        id: String,
+        /// Signal name or number.
+        signal: Option<String>,
+    },
+    /// Stop every task of a sandbox.
+    Pause {
+        /// Sandbox id.
+        id: String,
+    },
+    /// Resume a paused sandbox.
+    Resume {
+        /// Sandbox id.
+        id: String,
+    },
+    /// Print resource usage as one JSON object.
+    Events {
+        /// Print statistics once (the only mode so far).
+        #[arg(long)]
+        stats: bool,
+        /// Sandbox id.
+        id: String,
+    },
+    /// Destroy a sandbox.
+    Delete {
+        /// Kill a running sandbox.
+        #[arg(long)]
+        force: bool,
+        /// Sandbox id.
+        id: String,
+    },
+    /// Inspect or tune a running sandbox.
+    Debug {
+        /// Print every task's state and registers.
+        #[arg(long)]
+        stacks: bool,
+        /// Change the log level.
+        #[arg(long)]
+        log_level: Option<String>,
+        /// Turn syscall tracing on or off.
+        #[arg(long)]
+        strace: Option<String>,
+        /// Sandbox id.
+        id: String,
+    },
     /// Print the syscall compatibility table.
     Syscalls,
 }
@@ -72,12 +171,7 @@ fn stdio() -> std::io::Result<[std::os::fd::OwnedFd; 3]> {
 
 fn run_sandbox(spec: oci_spec::runtime::Spec, config: Config) -> Result<i32, String> {
     let stdio = stdio().map_err(|e| format!("stdio: {e}"))?;
-    let loader = Loader::new(Args {
-        spec,
-        config,
-        stdio,
-    })
-    .map_err(|e| e.to_string())?;
+    let loader = Loader::new(Args { spec, config, stdio }).map_err(|e| e.to_string())?;
     // The sandbox process confines itself before the first application
     // instruction runs (RVISOR_NO_SECCOMP=1 turns this off for debugging).
     if std::env::var_os("RVISOR_NO_SECCOMP").is_none() {
@@ -89,104 +183,80 @@ fn run_sandbox(spec: oci_spec::runtime::Spec, config: Config) -> Result<i32, Str
     Ok(status.shell_code())
 }
 
+fn level_filter(l: rvisor::ctl::LogLevel) -> LevelFilter {
+    use rvisor::ctl::LogLevel::*;
+    match l {
+        Error => LevelFilter::ERROR,
+        Warn => LevelFilter::WARN,
+        Info => LevelFilter::INFO,
+        Debug => LevelFilter::DEBUG,
+        Trace => LevelFilter::TRACE,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = cli.log_level.parse().unwrap_or(tracing::Level::WARN);
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_target(false);
-    match cli.log_file.as_ref().map(|p| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-    }) {
-        Some(Ok(f)) => builder
-            .with_ansi(false)
-            .with_writer(std::sync::Mutex::new(f))
-            .init(),
+    let level: LevelFilter = cli.log_level.parse().unwrap_or(LevelFilter::WARN);
+    let (filter, reload) = tracing_subscriber::reload::Layer::new(level);
+    let fmt = tracing_subscriber::fmt::layer().with_target(false);
+    let registry = tracing_subscriber::registry().with(filter);
+    match cli.log_file.as_ref().map(|p| std::fs::OpenOptions::new().create(true).append(true).open(p)) {
+        Some(Ok(f)) => registry.with(fmt.with_ansi(false).with_writer(std::sync::Mutex::new(f))).init(),
         Some(Err(e)) => {
             eprintln!("rvisor: cannot open the log file: {e}");
             return ExitCode::from(125);
         }
-        None => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_writer(std::io::stderr)
+        None => registry
+            .with(fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_writer(std::io::stderr))
             .init(),
     }
+    let root = cli.root.clone().unwrap_or_else(sandboxes::default_root);
     let res = match cli.cmd {
-        Cmd::Do {
-            platform,
-            strace,
-            cmd,
-        } => {
-            let cwd = std::env::current_dir()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_else(|_| "/".into());
-            let env: Vec<String> = std::env::vars_os()
-                .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
-                .collect();
+        Cmd::Do { platform, strace, cmd } => {
+            let cwd = std::env::current_dir().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| "/".into());
+            let env: Vec<String> =
+                std::env::vars_os().map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy())).collect();
             let argv: Vec<&str> = cmd.iter().map(|s| s.as_str()).collect();
-            rvisor::simple_spec("/", &cwd, &argv, &env)
-                .map_err(|e| e.to_string())
-                .and_then(|spec| {
-                    run_sandbox(
-                        spec,
-                        Config {
-                            platform,
-                            strace,
-                            root_mode: RootMode::Overlay,
-                            tmp_tmpfs: false,
-                        },
-                    )
-                })
+            rvisor::simple_spec("/", &cwd, &argv, &env).map_err(|e| e.to_string()).and_then(|spec| {
+                run_sandbox(spec, Config { platform, strace, root_mode: RootMode::Overlay, tmp_tmpfs: false })
+            })
         }
-        Cmd::Run {
-            rootfs,
-            cwd,
-            env,
-            platform,
-            strace,
-            cmd,
-        } => {
+        Cmd::Run { rootfs, cwd, env, platform, strace, cmd } => {
             let argv: Vec<&str> = cmd.iter().map(|s| s.as_str()).collect();
             let root = rootfs.to_string_lossy().into_owned();
-            rvisor::simple_spec(&root, &cwd, &argv, &env)
-                .map_err(|e| e.to_string())
-                .and_then(|spec| {
-                    run_sandbox(
-                        spec,
-                        Config {
-                            platform,
-                            strace,
-                            root_mode: RootMode::Overlay,
-                            tmp_tmpfs: true,
-                        },
-                    )
-                })
+            rvisor::simple_spec(&root, &cwd, &argv, &env).map_err(|e| e.to_string()).and_then(|spec| {
+                run_sandbox(spec, Config { platform, strace, root_mode: RootMode::Overlay, tmp_tmpfs: true })
+            })
         }
+        Cmd::Create(opts) => sandboxes::create(&root, &opts),
+        Cmd::Boot(opts) => {
+            let hook: rvisor::ctl::sandbox::LogLevelHook =
+                Box::new(move |l| reload.modify(|f| *f = level_filter(l)).map_err(|e| e.to_string()));
+            sandboxes::boot(&root, &opts, Some(hook))
+        }
+        Cmd::Start { id } => sandboxes::start(&root, &id),
+        Cmd::Wait { id } => sandboxes::wait(&root, &id),
+        Cmd::Exec { detach, cwd, env, id, cmd } => sandboxes::exec(&root, &id, detach, cwd, env, cmd),
+        Cmd::Ps { format, id } => sandboxes::ps(&root, &id, format == "json"),
+        Cmd::Kill { all, pid, id, signal } => sandboxes::kill(&root, &id, all, pid, signal),
+        Cmd::Pause { id } => sandboxes::pause(&root, &id, false),
+        Cmd::Resume { id } => sandboxes::pause(&root, &id, true),
+        Cmd::Events { stats: _, id } => sandboxes::events(&root, &id),
+        Cmd::Delete { force, id } => sandboxes::delete(&root, &id, force),
+        Cmd::Debug { stacks, log_level, strace, id } => sandboxes::debug(&root, &id, stacks, log_level, strace),
         Cmd::Syscalls => {
             for e in rvisor::kernel::syscalls::entries() {
                 if e.name.is_empty() {
                     continue;
                 }
-                println!(
-                    "{:>3} {:<24} {:?}{}",
-                    e.nr,
-                    e.name,
-                    e.support,
-                    if e.note.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" — {}", e.note)
-                    }
-                );
+                let note = if e.note.is_empty() { String::new() } else { format!(" — {}", e.note) };
+                println!("{:>3} {:<24} {:?}{}", e.nr, e.name, e.support, note);
             }
             Ok(0)
         }
     };
     match res {
-        Ok(code) => ExitCode::from(code as u8),
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("rvisor: {e}");
             ExitCode::from(125)

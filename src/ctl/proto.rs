@@ -865,3 +865,514 @@ mod spec_json {
 
 // Guard the fd cap against a count no request could satisfy by accident.
 const _: () = assert!(MAX_FDS >= 3);
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::ctl::frame::{decode, encode};
+    use proptest::collection::{btree_map, vec};
+    use proptest::prelude::*;
+
+    /// The number of variants serde's derive declares for `T`, read by a
+    /// deserializer that only answers `deserialize_enum`.
+    fn declared_variants<T: serde::de::DeserializeOwned>() -> u32 {
+        use serde::de::{self, Visitor};
+
+        #[derive(Debug)]
+        struct Found(usize);
+        impl fmt::Display for Found {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{} variants", self.0)
+            }
+        }
+        impl std::error::Error for Found {}
+        impl de::Error for Found {
+            fn custom<M: fmt::Display>(_: M) -> Found {
+                Found(usize::MAX)
+            }
+        }
+        struct Probe;
+        impl<'de> de::Deserializer<'de> for Probe {
+            type Error = Found;
+            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Found> {
+                Err(Found(usize::MAX))
+            }
+            fn deserialize_enum<V: Visitor<'de>>(
+                self,
+                _: &'static str,
+                variants: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Found> {
+                Err(Found(variants.len()))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+                bytes byte_buf option unit unit_struct newtype_struct seq tuple
+                tuple_struct map struct identifier ignored_any
+            }
+        }
+        match T::deserialize(Probe) {
+            Err(Found(n)) => u32::try_from(n).unwrap(),
+            Ok(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn variant_counts_match_the_enums() {
+        assert_eq!(Request::VARIANTS, declared_variants::<Request>());
+        assert_eq!(Response::VARIANTS, declared_variants::<Response>());
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        "\\PC{0,12}"
+    }
+
+    fn duration() -> impl Strategy<Value = Duration> {
+        (any::<u64>(), 0..1_000_000_000u32).prop_map(|(s, n)| Duration::new(s, n))
+    }
+
+    /// A small fixed set of specs: the default one and a few minimal ones.
+    fn spec() -> impl Strategy<Value = Box<Spec>> {
+        prop_oneof![
+            Just(Box::new(Spec::default())),
+            Just(Box::new(
+                crate::simple_spec("/", "/", &["/bin/true"], &[]).unwrap()
+            )),
+            Just(Box::new(
+                crate::simple_spec(
+                    "/srv/rootfs",
+                    "/tmp",
+                    &["/bin/sh", "-c", "echo hi; exit 3"],
+                    &["PATH=/bin".to_string(), "HOME=/".to_string()]
+                )
+                .unwrap()
+            )),
+        ]
+    }
+
+    fn signal_delivery() -> impl Strategy<Value = SignalDelivery> {
+        prop_oneof![
+            Just(SignalDelivery::Process),
+            Just(SignalDelivery::AllProcesses),
+            Just(SignalDelivery::ForegroundProcessGroup),
+        ]
+    }
+
+    fn exec_args() -> impl Strategy<Value = ExecArgs> {
+        (
+            vec(text(), 0..4),
+            vec(text(), 0..4),
+            text(),
+            any::<u32>(),
+            any::<u32>(),
+            vec(any::<u32>(), 0..3),
+        )
+            .prop_map(|(argv, env, cwd, uid, gid, extra_gids)| ExecArgs {
+                argv,
+                env,
+                cwd,
+                uid,
+                gid,
+                extra_gids,
+            })
+    }
+
+    fn ip_with_prefix() -> impl Strategy<Value = IpWithPrefix> {
+        (any::<IpAddr>(), any::<u8>()).prop_map(|(address, prefix_len)| IpWithPrefix {
+            address,
+            prefix_len,
+        })
+    }
+
+    fn route() -> impl Strategy<Value = Route> {
+        (ip_with_prefix(), proptest::option::of(any::<IpAddr>())).prop_map(
+            |(destination, gateway)| Route {
+                destination,
+                gateway,
+            },
+        )
+    }
+
+    fn default_route() -> impl Strategy<Value = Option<DefaultRoute>> {
+        proptest::option::of(
+            (any::<IpAddr>(), text()).prop_map(|(gateway, link)| DefaultRoute { gateway, link }),
+        )
+    }
+
+    fn links() -> impl Strategy<Value = CreateLinksAndRoutes> {
+        let lo = (text(), vec(ip_with_prefix(), 0..3), vec(route(), 0..3)).prop_map(
+            |(name, addresses, routes)| LoopbackLink {
+                name,
+                addresses,
+                routes,
+            },
+        );
+        let fd_link = (
+            (
+                text(),
+                any::<u32>(),
+                vec(ip_with_prefix(), 0..3),
+                vec(route(), 0..3),
+            ),
+            (any::<u32>(), any::<[bool; 3]>(), vec(any::<u8>(), 0..8)),
+            (
+                prop_oneof![
+                    Just(QueueingDiscipline::None),
+                    Just(QueueingDiscipline::Fifo)
+                ],
+                any::<u32>(),
+            ),
+        )
+            .prop_map(
+                |((name, mtu, addresses, routes), (gso, [sw, tx, rx], mac), (qdisc, ch))| {
+                    FdBasedLink {
+                        name,
+                        mtu,
+                        addresses,
+                        routes,
+                        gso_max_size: gso,
+                        software_gso: sw,
+                        tx_checksum_offload: tx,
+                        rx_checksum_offload: rx,
+                        link_address: mac,
+                        qdisc,
+                        num_channels: ch,
+                    }
+                },
+            );
+        (
+            vec(lo, 0..2),
+            vec(fd_link, 0..2),
+            default_route(),
+            default_route(),
+        )
+            .prop_map(
+                |(loopback_links, fd_based_links, default_v4_gateway, default_v6_gateway)| {
+                    CreateLinksAndRoutes {
+                        loopback_links,
+                        fd_based_links,
+                        default_v4_gateway,
+                        default_v6_gateway,
+                    }
+                },
+            )
+    }
+
+    fn log_level() -> impl Strategy<Value = LogLevel> {
+        prop_oneof![
+            Just(LogLevel::Error),
+            Just(LogLevel::Warn),
+            Just(LogLevel::Info),
+            Just(LogLevel::Debug),
+            Just(LogLevel::Trace),
+        ]
+    }
+
+    fn logging() -> impl Strategy<Value = LoggingArgs> {
+        let strace = prop_oneof![
+            Just(Strace::Off),
+            vec(text(), 0..4).prop_map(|allowlist| Strace::On { allowlist }),
+        ];
+        (
+            proptest::option::of(log_level()),
+            proptest::option::of(strace),
+        )
+            .prop_map(|(level, strace)| LoggingArgs { level, strace })
+    }
+
+    fn profile_kind() -> impl Strategy<Value = ProfileKind> {
+        prop_oneof![
+            Just(ProfileKind::Cpu),
+            Just(ProfileKind::Heap),
+            Just(ProfileKind::Block),
+            Just(ProfileKind::Mutex),
+            Just(ProfileKind::Trace),
+        ]
+    }
+
+    /// Every request shape.
+    pub(crate) fn request() -> impl Strategy<Value = Request> {
+        prop_oneof![
+            (text(), spec(), any::<u8>()).prop_map(|(id, spec, stdio_fds)| Request::Create {
+                id,
+                spec,
+                stdio_fds
+            }),
+            text().prop_map(|id| Request::Start { id }),
+            Just(Request::StartRoot),
+            text().prop_map(|id| Request::Destroy { id }),
+            text().prop_map(|id| Request::Wait { id }),
+            (text(), any::<i32>()).prop_map(|(id, pid)| Request::WaitPid { id, pid }),
+            (text(), exec_args()).prop_map(|(id, args)| Request::ExecuteAsync { id, args }),
+            (text(), any::<i32>(), any::<i32>(), signal_delivery()).prop_map(
+                |(id, pid, signo, mode)| Request::Signal {
+                    id,
+                    pid,
+                    signo,
+                    mode
+                }
+            ),
+            Just(Request::Pause),
+            Just(Request::Resume),
+            text().prop_map(|id| Request::Processes { id }),
+            text().prop_map(|id| Request::Event { id }),
+            any::<(bool, bool)>().prop_map(|(leave_running, compress)| Request::Checkpoint(
+                CheckpointOptions {
+                    leave_running,
+                    compress
+                }
+            )),
+            Just(Request::Restore),
+            links().prop_map(Request::CreateLinksAndRoutes),
+            Just(Request::Stacks),
+            logging().prop_map(Request::LoggingChange),
+            (profile_kind(), duration())
+                .prop_map(|(kind, duration)| Request::Profile { kind, duration }),
+        ]
+    }
+
+    fn process_state() -> impl Strategy<Value = ProcessState> {
+        prop_oneof![
+            Just(ProcessState::Running),
+            Just(ProcessState::Sleeping),
+            Just(ProcessState::DiskSleep),
+            Just(ProcessState::Stopped),
+            Just(ProcessState::TracingStop),
+            Just(ProcessState::Zombie),
+            Just(ProcessState::Dead),
+        ]
+    }
+
+    fn process_info() -> impl Strategy<Value = ProcessInfo> {
+        (
+            (
+                any::<u32>(),
+                any::<i32>(),
+                any::<i32>(),
+                vec(any::<i32>(), 0..4),
+            ),
+            (process_state(), duration(), duration(), text()),
+        )
+            .prop_map(
+                |((uid, pid, ppid, threads), (state, start_time, cpu_time, cmd))| ProcessInfo {
+                    uid,
+                    pid,
+                    ppid,
+                    threads,
+                    state,
+                    start_time,
+                    cpu_time,
+                    cmd,
+                },
+            )
+    }
+
+    fn memory_entry() -> impl Strategy<Value = MemoryEntry> {
+        any::<[u64; 4]>().prop_map(|[limit, usage, max, failcnt]| MemoryEntry {
+            limit,
+            usage,
+            max,
+            failcnt,
+        })
+    }
+
+    fn event_out() -> impl Strategy<Value = EventOut> {
+        let cpu = (any::<[u64; 3]>(), vec(any::<u64>(), 0..4)).prop_map(
+            |([kernel, user, total], per_cpu)| Cpu {
+                usage: CpuUsage {
+                    kernel,
+                    user,
+                    total,
+                    per_cpu,
+                },
+            },
+        );
+        let memory = (
+            any::<u64>(),
+            [
+                memory_entry(),
+                memory_entry(),
+                memory_entry(),
+                memory_entry(),
+            ],
+            btree_map(text(), any::<u64>(), 0..3),
+        )
+            .prop_map(|(cache, [usage, swap, kernel, kernel_tcp], raw)| Memory {
+                cache,
+                usage,
+                swap,
+                kernel,
+                kernel_tcp,
+                raw,
+            });
+        let pids = any::<[u64; 2]>().prop_map(|[current, limit]| Pids { current, limit });
+        (
+            text(),
+            text(),
+            cpu,
+            memory,
+            pids,
+            btree_map(text(), any::<u64>(), 0..3),
+        )
+            .prop_map(
+                |(event_type, id, cpu, memory, pids, container_usage)| EventOut {
+                    event: Event {
+                        event_type,
+                        id,
+                        data: Stats { cpu, memory, pids },
+                    },
+                    container_usage,
+                },
+            )
+    }
+
+    fn stacks() -> impl Strategy<Value = Stacks> {
+        let task = (
+            any::<i32>(),
+            any::<i32>(),
+            process_state(),
+            proptest::option::of(text()),
+            vec((text(), any::<u64>()), 0..4),
+        )
+            .prop_map(|(tid, pid, state, syscall, registers)| TaskStack {
+                tid,
+                pid,
+                state,
+                syscall,
+                registers,
+            });
+        (vec(task, 0..3), text()).prop_map(|(tasks, kernel)| Stacks { tasks, kernel })
+    }
+
+    fn error_kind() -> impl Strategy<Value = ErrorKind> {
+        prop_oneof![
+            Just(ErrorKind::BadRequest),
+            Just(ErrorKind::PermissionDenied),
+            Just(ErrorKind::Busy),
+            Just(ErrorKind::InvalidState),
+            Just(ErrorKind::NotFound),
+            Just(ErrorKind::AlreadyExists),
+            Just(ErrorKind::Unsupported),
+            Just(ErrorKind::InvalidArgument),
+            Just(ErrorKind::Io),
+            Just(ErrorKind::Internal),
+        ]
+    }
+
+    /// Every response shape.
+    pub(crate) fn response() -> impl Strategy<Value = Response> {
+        prop_oneof![
+            Just(Response::Ok),
+            any::<i32>().prop_map(Response::Pid),
+            any::<i32>().prop_map(|s| Response::WaitStatus(WaitStatus(s))),
+            vec(process_info(), 0..4).prop_map(Response::Processes),
+            event_out().prop_map(|e| Response::Event(Box::new(e))),
+            stacks().prop_map(Response::Stacks),
+            (error_kind(), any::<i32>(), text()).prop_map(|(kind, errno, message)| {
+                Response::Error(CtlError {
+                    kind,
+                    errno: Errno(errno),
+                    message,
+                })
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn requests_round_trip(req in request()) {
+            let frame = encode(&req).unwrap();
+            prop_assert_eq!(decode::<Request>(&frame).unwrap(), req);
+        }
+
+        #[test]
+        fn responses_round_trip(resp in response()) {
+            let frame = encode(&resp).unwrap();
+            prop_assert_eq!(decode::<Response>(&frame).unwrap(), resp);
+        }
+
+        #[test]
+        fn any_bytes_decode_or_fail_cleanly(bytes in vec(any::<u8>(), 0..64)) {
+            let _ = decode::<Request>(&bytes);
+            let _ = decode::<Response>(&bytes);
+            let _ = crate::ctl::frame::decode_payload::<Request>(&bytes);
+        }
+
+        #[test]
+        fn mutated_requests_fail_cleanly(req in request(), at in any::<usize>(), byte in any::<u8>()) {
+            let mut frame = encode(&req).unwrap();
+            let i = at % frame.len();
+            frame[i] = byte;
+            if let Ok(decoded) = decode::<Request>(&frame) {
+                // Whatever decodes is a request like any other. (Not always
+                // the same bytes: the spec's JSON ignores unknown fields.)
+                let again = encode(&decoded).unwrap();
+                prop_assert_eq!(decode::<Request>(&again).unwrap(), decoded);
+            }
+        }
+
+        #[test]
+        fn wait_status_helpers(code in any::<u8>(), sig in 1..64i32) {
+            prop_assert_eq!(WaitStatus::exited(code).exit_code(), Some(i32::from(code)));
+            prop_assert_eq!(WaitStatus::exited(code).shell_code(), i32::from(code));
+            let s = WaitStatus::signaled(sig, false);
+            prop_assert_eq!(s.signal(), Some(sig));
+            prop_assert_eq!(s.shell_code(), 128 + sig);
+        }
+    }
+
+    #[test]
+    fn expected_fds() {
+        assert_eq!(Request::Pause.expected_fds(), 0);
+        assert_eq!(Request::Restore.expected_fds(), 1);
+        let mut links = CreateLinksAndRoutes::default();
+        let link = FdBasedLink {
+            name: "eth0".into(),
+            mtu: 1500,
+            addresses: vec![],
+            routes: vec![],
+            gso_max_size: 0,
+            software_gso: false,
+            tx_checksum_offload: false,
+            rx_checksum_offload: false,
+            link_address: vec![2, 0, 0, 0, 0, 1],
+            qdisc: QueueingDiscipline::Fifo,
+            num_channels: u32::MAX,
+        };
+        links.fd_based_links = vec![link.clone(), link];
+        assert!(Request::CreateLinksAndRoutes(links).expected_fds() > MAX_FDS);
+    }
+
+    #[test]
+    fn event_out_json_uses_runc_names() {
+        let mut ev = EventOut::default();
+        ev.event.event_type = "stats".into();
+        ev.event.id = "c1".into();
+        ev.event.data.pids.current = 3;
+        ev.container_usage.insert("c1".into(), 42);
+        let json: serde_json::Value = serde_json::from_str(&ev.to_json().unwrap()).unwrap();
+        assert_eq!(json["event"]["type"], "stats");
+        assert_eq!(json["event"]["id"], "c1");
+        assert_eq!(json["event"]["data"]["pids"]["current"], 3);
+        assert!(json["event"]["data"]["cpu"]["usage"]["percpu"].is_array());
+        assert!(json["event"]["data"]["memory"]["kernelTCP"].is_object());
+        assert_eq!(json["containerUsage"]["c1"], 42);
+    }
+
+    #[test]
+    fn errors_keep_their_errno() {
+        let e = CtlError::from(Errno::ESRCH);
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert_eq!(e.errno, Errno::ESRCH);
+        let io = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        let e = CtlError::from(io);
+        assert_eq!((e.kind, e.errno), (ErrorKind::Io, Errno::ENOSPC));
+        let e = CtlError::new(ErrorKind::Unsupported, "later").with_errno(Errno::ENOSYS);
+        let back = decode::<Response>(&encode(&Response::Error(e.clone())).unwrap()).unwrap();
+        assert_eq!(back, Response::Error(e));
+        assert_eq!("DEBUG".parse::<LogLevel>().unwrap(), LogLevel::Debug);
+        assert!("loud".parse::<LogLevel>().is_err());
+    }
+}

@@ -435,3 +435,61 @@ impl Kernel {
         self.strace.store(on, Ordering::Relaxed);
     }
 }
+
+/// One task's state for a stack dump.
+#[derive(Debug, Clone)]
+pub struct TaskStackInfo {
+    /// Thread id.
+    pub tid: i32,
+    /// Process id.
+    pub pid: i32,
+    /// 'R' running application code, 'S' in a syscall.
+    pub state: char,
+    /// The syscall in progress, by name.
+    pub syscall: Option<String>,
+    /// User registers last published (name, value).
+    pub registers: Vec<(String, u64)>,
+}
+
+impl Kernel {
+    /// Every task's state and last published user registers.
+    pub fn task_stacks(&self) -> Vec<TaskStackInfo> {
+        let mut tasks: Vec<_> = lock(&self.pids).tasks.values().cloned().collect();
+        tasks.sort_by_key(|t| t.tid);
+        tasks
+            .iter()
+            .map(|t| {
+                let nr = t.cur_syscall.load(Ordering::Relaxed);
+                let registers = lock(&t.regs_snapshot)
+                    .map(|r| {
+                        [
+                            ("rip", r.rip),
+                            ("rsp", r.rsp),
+                            ("rbp", r.rbp),
+                            ("rax", r.rax),
+                            ("rdi", r.rdi),
+                            ("rsi", r.rsi),
+                            ("rdx", r.rdx),
+                            ("r10", r.r10),
+                            ("r8", r.r8),
+                            ("r9", r.r9),
+                            ("orig_rax", r.orig_rax),
+                            ("eflags", r.eflags),
+                            ("fs_base", r.fs_base),
+                        ]
+                        .iter()
+                        .map(|(n, v)| (n.to_string(), *v))
+                        .collect()
+                    })
+                    .unwrap_or_default();
+                TaskStackInfo {
+                    tid: t.tid,
+                    pid: t.tg.tgid,
+                    state: if nr >= 0 { 'S' } else { 'R' },
+                    syscall: (nr >= 0).then(|| super::syscalls::table::name_of(nr as u64).to_string()),
+                    registers,
+                }
+            })
+            .collect()
+    }
+}

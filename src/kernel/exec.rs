@@ -167,6 +167,8 @@ pub fn execve(r: &mut Runner, path: &[u8], argv: Vec<Vec<u8>>, envp: Vec<Vec<u8>
     let p = prepare(r, path, argv, envp)?;
     // Point of no return: other threads die.
     kill_other_threads(r);
+    // POSIX timers do not survive exec (interval timers do).
+    r.k.events.exec(&r.t.tg);
     let old_regs = r.regs;
     r.ctx = p.ctx;
     lock(&r.t.sig).host_pid = r.ctx.pid();

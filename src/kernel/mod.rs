@@ -93,6 +93,8 @@ pub struct Kernel {
     pause_cv: Condvar,
     /// Syscalls strace shows (None: all).
     pub strace_filter: Mutex<Option<HashSet<u64>>>,
+    /// Timers, signalfd wake-ups and the event-object registry.
+    pub events: events::Events,
 }
 
 impl Kernel {
@@ -123,6 +125,7 @@ impl Kernel {
             pause_lock: Mutex::new(()),
             pause_cv: Condvar::new(),
             strace_filter: Mutex::new(None),
+            events: events::Events::new(),
         });
         vfs.mount(b"/proc", Arc::new(proc::ProcFs::new(Arc::downgrade(&k))));
         Ok(k)
@@ -218,7 +221,14 @@ impl Kernel {
             inner.pending.discard(libc::SIGSTOP);
             inner.pending.discard(libc::SIGTSTP);
         }
-        if lock(&handlers).ignored(sig) {
+        // An ignored signal is dropped, unless blocked: it may be read with
+        // signalfd or unignored before it is unblocked (Linux sig_ignored
+        // looks at the leader's mask).
+        let blocked = inner
+            .tasks
+            .first()
+            .is_some_and(|t| lock(&t.sig).mask & signal::bit(sig) != 0);
+        if lock(&handlers).ignored(sig) && !blocked {
             return;
         }
         inner.pending.push(info);
@@ -229,6 +239,8 @@ impl Kernel {
             .or(inner.tasks.first())
             .cloned();
         drop(inner);
+        // Wake signalfd readers.
+        self.events.signal_queued();
         if let Some(t) = target {
             t.interrupt();
         }
@@ -240,10 +252,14 @@ impl Kernel {
             self.signal_group(&t.tg, info);
             return;
         }
-        if lock(&t.tg.handlers()).ignored(info.signo()) {
+        // Ignored and not blocked: dropped (see signal_group).
+        let blocked = lock(&t.sig).mask & signal::bit(info.signo()) != 0;
+        if lock(&t.tg.handlers()).ignored(info.signo()) && !blocked {
             return;
         }
         t.send(info);
+        // Wake signalfd readers.
+        self.events.signal_queued();
     }
 
     /// Kills every process (SIGKILL), for sandbox teardown.

@@ -32,11 +32,13 @@ impl Waker {
         unsafe { libc::write(self.0.as_raw_fd(), (&one as *const u64).cast(), 8) };
     }
 
-    /// Consumes pending wake-ups.
-    pub fn clear(&self) {
+    /// Consumes pending wake-ups; reports whether there were any (epoll
+    /// uses this to learn which watched file changed).
+    pub fn clear(&self) -> bool {
         let mut v: u64 = 0;
         // SAFETY: reading 8 bytes into a local from our non-blocking eventfd.
-        unsafe { libc::read(self.0.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+        let n = unsafe { libc::read(self.0.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+        n == 8
     }
 
     /// The eventfd.

@@ -195,12 +195,7 @@ pub trait FileOps: Send + Sync {
 
 /// fallocate through `stat`, `truncate` and `write` (see
 /// [`FileOps::fallocate`]): space is not reserved, holes are zeroed.
-pub fn generic_fallocate<F: FileOps + ?Sized>(
-    f: &F,
-    mode: i32,
-    off: u64,
-    len: u64,
-) -> KResult<()> {
+pub fn generic_fallocate<F: FileOps + ?Sized>(f: &F, mode: i32, off: u64, len: u64) -> KResult<()> {
     let size = f.stat()?.st_size.max(0) as u64;
     let end = off.checked_add(len).ok_or(Errno::EFBIG)?;
     let keep = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
@@ -339,5 +334,77 @@ pub fn dtype_of(mode: u32) -> u8 {
         libc::S_IFIFO => libc::DT_FIFO,
         libc::S_IFSOCK => libc::DT_SOCK,
         _ => libc::DT_UNKNOWN,
+    }
+}
+
+/// A file shown under a fixed name in /proc/<pid>/fd (memfd's
+/// "/memfd:NAME (deleted)", an O_TMPFILE's "/dir/#INO (deleted)"); every
+/// operation goes to the wrapped file.
+pub struct Named {
+    inner: Box<dyn FileOps>,
+    name: String,
+}
+
+impl Named {
+    /// Wraps `inner`, shown as `name`.
+    pub fn new(inner: Box<dyn FileOps>, name: String) -> Named {
+        Named { inner, name }
+    }
+}
+
+impl FileOps for Named {
+    fn read(&self, buf: &mut [u8], pos: Option<u64>) -> KResult<usize> {
+        self.inner.read(buf, pos)
+    }
+    fn write(&self, buf: &[u8], pos: Option<u64>) -> KResult<usize> {
+        self.inner.write(buf, pos)
+    }
+    fn stat(&self) -> KResult<Stat> {
+        self.inner.stat()
+    }
+    fn seekable(&self) -> bool {
+        self.inner.seekable()
+    }
+    fn readdir(&self, from: u64) -> KResult<Vec<DirEntry>> {
+        self.inner.readdir(from)
+    }
+    fn poll(&self) -> PollEvents {
+        self.inner.poll()
+    }
+    fn wait_queue(&self) -> Option<&WaitQueue> {
+        self.inner.wait_queue()
+    }
+    fn host_fd(&self) -> Option<RawFd> {
+        self.inner.host_fd()
+    }
+    fn ioctl(&self, cmd: u32, arg: u64, ctx: &mut dyn IoctlCtx) -> KResult<u64> {
+        self.inner.ioctl(cmd, arg, ctx)
+    }
+    fn truncate(&self, len: u64) -> KResult<()> {
+        self.inner.truncate(len)
+    }
+    fn sync(&self) -> KResult<()> {
+        self.inner.sync()
+    }
+    fn mmap_source(&self) -> KResult<MmapSource> {
+        self.inner.mmap_source()
+    }
+    fn release(&self) {
+        self.inner.release()
+    }
+    fn proc_name(&self) -> Option<String> {
+        Some(self.name.clone())
+    }
+    fn pipe_buffer(&self) -> Option<&dyn PipeBuffer> {
+        self.inner.pipe_buffer()
+    }
+    fn reopen(&self, flags: i32) -> KResult<Box<dyn FileOps>> {
+        Ok(Box::new(Named {
+            inner: self.inner.reopen(flags)?,
+            name: self.name.clone(),
+        }))
+    }
+    fn fallocate(&self, mode: i32, off: u64, len: u64) -> KResult<()> {
+        self.inner.fallocate(mode, off, len)
     }
 }

@@ -173,6 +173,25 @@ pub(crate) struct HostFs {
     root: OwnedFd,
     writable: bool,
     dev: u64,
+    /// The type /proc/mounts shows.
+    name: &'static str,
+}
+
+/// The type name of a host filesystem, from its statfs magic.
+fn host_fs_name(magic: i64) -> &'static str {
+    match magic {
+        0xef53 => "ext4",
+        0x5846_5342 => "xfs",
+        0x9123_683e => "btrfs",
+        0x0102_1994 => "tmpfs",
+        0x794c_7630 => "overlay",
+        0x6969 => "nfs",
+        0x0102_1997 => "9p",
+        0x6573_5546 => "fuse",
+        0x2fc1_2fc1 => "zfs",
+        0xf2f5_2010 => "f2fs",
+        _ => "bind",
+    }
 }
 
 impl HostFs {
@@ -191,7 +210,22 @@ impl HostFs {
             root,
             writable,
             dev,
+            name: "rootfs",
         })
+    }
+
+    /// A bind mount of host directory `path` (see [`HostFs::new`]); shown
+    /// in /proc/mounts with the host filesystem's type.
+    pub(crate) fn new_bind(
+        path: &std::path::Path,
+        writable: bool,
+        dev: u64,
+    ) -> std::io::Result<HostFs> {
+        let mut fs = HostFs::new(path, writable, dev)?;
+        fs.name = host_fstatfs(fs.root.as_fd())
+            .map(|s| host_fs_name(s.f_type))
+            .unwrap_or("bind");
+        Ok(fs)
     }
 
     /// The `st_dev` reported for every file.
@@ -331,7 +365,7 @@ impl HostFs {
 
 impl MountFs for HostFs {
     fn fs_type(&self) -> &'static str {
-        "rootfs"
+        self.name
     }
 
     fn lstat(&self, rel: &[u8]) -> KResult<Stat> {
@@ -521,6 +555,93 @@ impl MountFs for HostFs {
 
     fn read_only(&self) -> bool {
         !self.writable
+    }
+}
+
+/// A bind mount of a single host file: the file's parent directory is
+/// opened `O_PATH` like a [`HostFs`] root, and only the file's own name is
+/// ever looked up in it (never followed if it is a symlink). The mount
+/// point itself is the file; nothing lies below it (ENOTDIR).
+pub(crate) struct HostFileMount {
+    dir: HostFs,
+    name: Vec<u8>,
+}
+
+impl HostFileMount {
+    /// Mounts host file `path` (already canonical).
+    pub(crate) fn new(path: &std::path::Path, writable: bool, dev: u64) -> std::io::Result<Self> {
+        let parent = path.parent().unwrap_or(std::path::Path::new("/"));
+        let name = path
+            .file_name()
+            .map(|n| n.as_bytes().to_vec())
+            .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+        Ok(HostFileMount {
+            dir: HostFs::new_bind(parent, writable, dev)?,
+            name,
+        })
+    }
+
+    fn rel(&self, rel: &[u8]) -> KResult<&[u8]> {
+        if rel.is_empty() {
+            Ok(&self.name)
+        } else {
+            Err(Errno::ENOTDIR)
+        }
+    }
+}
+
+impl MountFs for HostFileMount {
+    fn fs_type(&self) -> &'static str {
+        self.dir.name
+    }
+    fn lstat(&self, rel: &[u8]) -> KResult<Stat> {
+        self.dir.lstat_rel(self.rel(rel)?)
+    }
+    fn readlink(&self, rel: &[u8]) -> KResult<Vec<u8>> {
+        self.dir.readlink_rel(self.rel(rel)?)
+    }
+    fn open(&self, rel: &[u8], flags: i32, st: &Stat) -> KResult<Box<dyn FileOps>> {
+        self.dir.open_ops(self.rel(rel)?, flags, st)
+    }
+    fn create(
+        &self,
+        _rel: &[u8],
+        _flags: i32,
+        _mode: u32,
+        _owner: Owner,
+    ) -> KResult<Box<dyn FileOps>> {
+        Err(Errno::ENOTDIR)
+    }
+    fn mkdir(&self, _rel: &[u8], _mode: u32, _owner: Owner) -> KResult<()> {
+        Err(Errno::ENOTDIR)
+    }
+    fn mknod(&self, _rel: &[u8], _mode: u32, _rdev: u64, _owner: Owner) -> KResult<()> {
+        Err(Errno::ENOTDIR)
+    }
+    fn symlink(&self, _rel: &[u8], _target: &[u8], _owner: Owner) -> KResult<()> {
+        Err(Errno::ENOTDIR)
+    }
+    fn unlink(&self, _rel: &[u8]) -> KResult<()> {
+        Err(Errno::EBUSY)
+    }
+    fn rmdir(&self, _rel: &[u8]) -> KResult<()> {
+        Err(Errno::EBUSY)
+    }
+    fn rename(&self, _old: &[u8], _new: &[u8], _flags: u32) -> KResult<()> {
+        Err(Errno::EBUSY)
+    }
+    fn link(&self, _old: &[u8], _new: &[u8]) -> KResult<()> {
+        Err(Errno::EXDEV)
+    }
+    fn setattr(&self, rel: &[u8], attr: &SetAttr) -> KResult<()> {
+        let name = self.rel(rel)?.to_vec();
+        self.dir.setattr(&name, attr)
+    }
+    fn statfs(&self, _rel: &[u8]) -> KResult<StatFs> {
+        self.dir.statfs(b"")
+    }
+    fn read_only(&self) -> bool {
+        !self.dir.writable
     }
 }
 

@@ -217,11 +217,7 @@ impl LockTable {
         let res = match want {
             None => Ok(()),
             Some(excl) => {
-                if fl
-                    .flocks
-                    .iter()
-                    .any(|(o, e)| *o != ofd && (excl || *e))
-                {
+                if fl.flocks.iter().any(|(o, e)| *o != ofd && (excl || *e)) {
                     Err(Errno::EAGAIN)
                 } else {
                     fl.flocks.push((ofd, excl));
@@ -240,7 +236,13 @@ impl LockTable {
     }
 
     /// The first lock that conflicts with `owner` taking `r` (F_GETLK).
-    pub fn test(&self, key: FileKey, owner: &LockOwner, write: bool, r: Range) -> Option<RangeLock> {
+    pub fn test(
+        &self,
+        key: FileKey,
+        owner: &LockOwner,
+        write: bool,
+        r: Range,
+    ) -> Option<RangeLock> {
         let mut files = lock(&self.files);
         let fl = files.get_mut(&key)?;
         fl.prune();
@@ -249,7 +251,13 @@ impl LockTable {
 
     /// F_SETLK: `Some(write)` locks `r` for `owner`, `None` unlocks it.
     /// EAGAIN on conflict.
-    pub fn set(&self, key: FileKey, owner: &LockOwner, want: Option<bool>, r: Range) -> KResult<()> {
+    pub fn set(
+        &self,
+        key: FileKey,
+        owner: &LockOwner,
+        want: Option<bool>,
+        r: Range,
+    ) -> KResult<()> {
         let mut files = lock(&self.files);
         let fl = files.entry(key).or_default();
         let mut released = fl.prune();
@@ -327,6 +335,11 @@ impl LockTable {
         }
     }
 
+    /// Whether any lock is held at all (a cheap test before work on close).
+    pub fn any(&self) -> bool {
+        !lock(&self.files).is_empty()
+    }
+
     /// Whether any process holds a lock on `key` (for /proc/locks-style
     /// inspection and tests).
     pub fn is_locked(&self, key: FileKey) -> bool {
@@ -368,7 +381,10 @@ mod tests {
         let b = LockOwner::Ofd(11);
         t.set(K, &a, Some(true), r(0, 100)).unwrap();
         assert!(t.test(K, &b, false, r(50, 60)).is_some());
-        assert!(t.test(K, &a, true, r(50, 60)).is_none(), "own locks never conflict");
+        assert!(
+            t.test(K, &a, true, r(50, 60)).is_none(),
+            "own locks never conflict"
+        );
         // Unlock the middle: two pieces remain.
         t.set(K, &a, None, r(40, 60)).unwrap();
         assert!(t.test(K, &b, true, r(40, 60)).is_none());

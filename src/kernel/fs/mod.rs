@@ -11,11 +11,13 @@ pub mod host;
 pub mod lock;
 pub mod overlay;
 pub mod path;
+pub mod sysfs;
 pub mod tmpfs;
 pub mod vfs;
 
 pub use dev::DevFs;
 pub use file::{DirEntry, FileOps, MmapSource, OpenFile, PollEvents, Stat};
 pub use host::{host_stream, host_stream_file};
+pub use sysfs::SysFs;
 pub use tmpfs::Tmpfs;
-pub use vfs::{Creds, MountInfo, RootMode, StatFs, SyntheticFs, Vfs};
+pub use vfs::{Creds, MountInfo, RootMode, StatFs, SyntheticFs, TmpfsOptions, Vfs};

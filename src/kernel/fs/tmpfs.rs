@@ -624,6 +624,17 @@ impl Tmpfs {
         self.space.used()
     }
 
+    /// Sets the root directory's permission bits and, if given, its owner
+    /// (uid, gid).
+    pub fn set_root_mode(&self, mode: u32, owner: Option<(u32, u32)>) {
+        let mut m = lock(&self.root.meta);
+        m.mode = libc::S_IFDIR | (mode & 0o7777);
+        if let Some((uid, gid)) = owner {
+            m.uid = uid;
+            m.gid = gid;
+        }
+    }
+
     /// Sets the root directory's metadata (overlay: copy of the lower root).
     pub(crate) fn set_root_meta(&self, st: &Stat) {
         let mut m = lock(&self.root.meta);
@@ -989,7 +1000,10 @@ impl Tmpfs {
         let (blocks, bfree) = match self.space.limit {
             Some(l) => (l / 4096, l.saturating_sub(self.space.used()) / 4096),
             None => {
-                let total = 1u64 << 28;
+                // Linux's default: half of RAM.
+                let total = nix::sys::sysinfo::sysinfo()
+                    .map(|s| s.ram_total() / 2 / 4096)
+                    .unwrap_or(1 << 20);
                 (total, total.saturating_sub(self.space.used() / 4096))
             }
         };

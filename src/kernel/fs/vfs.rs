@@ -16,7 +16,8 @@
 
 use super::dev::DevFs;
 use super::file::{DirEntry, FileOps, OpenFile, Stat};
-use super::host::HostFs;
+use super::host::{HostFileMount, HostFs};
+use super::lock::LockTable;
 use super::overlay::Overlay;
 use super::path::{self, MAX_SYMLINKS, PATH_MAX, components, join, join_rel};
 use super::tmpfs::Tmpfs;
@@ -249,6 +250,16 @@ pub struct MountInfo {
     pub fs_type: &'static str,
     /// Mounted read-only.
     pub read_only: bool,
+    /// Mount id (/proc/<pid>/mountinfo).
+    pub id: usize,
+    /// Id of the mount this one is mounted on (itself for `/`).
+    pub parent: usize,
+    /// `st_dev` of the filesystem's root.
+    pub dev: u64,
+    /// The source /proc/mounts shows ("tmpfs", "proc", a host path, ...).
+    pub source: String,
+    /// Filesystem-specific options ("size=1024k,mode=1777"), may be empty.
+    pub data: String,
 }
 
 /// A directory's open file: lists through `list` (a snapshot taken at
@@ -423,6 +434,110 @@ impl MountFs for Synth {
     }
 }
 
+/// `st_dev` of virtual directories (missing parents of mount points).
+const VIRTUAL_DIR_DEV: u64 = 0x3f;
+
+/// The stat of the virtual directory at `abs` (see `Vfs::has_mount_below`).
+fn virtual_dir_stat(abs: &[u8]) -> Stat {
+    let mut ino: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in abs {
+        ino ^= *b as u64;
+        ino = ino.wrapping_mul(0x100_0000_01b3);
+    }
+    Stat {
+        st_dev: VIRTUAL_DIR_DEV,
+        st_ino: ino | 1,
+        st_nlink: 2,
+        st_mode: libc::S_IFDIR | 0o755,
+        st_blksize: 4096,
+        ..Stat::default()
+    }
+}
+
+/// Options of a tmpfs mount ([`Vfs::mount_tmpfs_opts`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TmpfsOptions {
+    /// Most bytes of file data it holds (ENOSPC beyond); None: unlimited.
+    pub size: Option<u64>,
+    /// Permission bits of its root (default 01777).
+    pub mode: Option<u32>,
+    /// Owner of its root (default root).
+    pub uid: Option<u32>,
+    /// Group of its root (default root).
+    pub gid: Option<u32>,
+    /// Every change fails with EROFS.
+    pub read_only: bool,
+}
+
+/// A mount made read-only: lookups and reads go through; every change
+/// fails with EROFS (the VFS checks `read_only` first for most).
+struct ReadOnlyMount(Arc<dyn MountFs>);
+
+impl MountFs for ReadOnlyMount {
+    fn lstat(&self, rel: &[u8]) -> KResult<Stat> {
+        self.0.lstat(rel)
+    }
+    fn readlink(&self, rel: &[u8]) -> KResult<Vec<u8>> {
+        self.0.readlink(rel)
+    }
+    fn magic_link(&self, rel: &[u8]) -> Option<Arc<OpenFile>> {
+        self.0.magic_link(rel)
+    }
+    fn open(&self, rel: &[u8], flags: i32, st: &Stat) -> KResult<Box<dyn FileOps>> {
+        let acc = flags & libc::O_ACCMODE;
+        if st.file_type() == libc::S_IFREG
+            && (acc == libc::O_WRONLY || acc == libc::O_RDWR || flags & libc::O_TRUNC != 0)
+        {
+            return Err(Errno::EROFS);
+        }
+        self.0.open(rel, flags, st)
+    }
+    fn create(
+        &self,
+        _rel: &[u8],
+        _flags: i32,
+        _mode: u32,
+        _owner: Owner,
+    ) -> KResult<Box<dyn FileOps>> {
+        Err(Errno::EROFS)
+    }
+    fn mkdir(&self, _rel: &[u8], _mode: u32, _owner: Owner) -> KResult<()> {
+        Err(Errno::EROFS)
+    }
+    fn mknod(&self, _rel: &[u8], _mode: u32, _rdev: u64, _owner: Owner) -> KResult<()> {
+        Err(Errno::EROFS)
+    }
+    fn symlink(&self, _rel: &[u8], _target: &[u8], _owner: Owner) -> KResult<()> {
+        Err(Errno::EROFS)
+    }
+    fn unlink(&self, _rel: &[u8]) -> KResult<()> {
+        Err(Errno::EROFS)
+    }
+    fn rmdir(&self, _rel: &[u8]) -> KResult<()> {
+        Err(Errno::EROFS)
+    }
+    fn rename(&self, _old: &[u8], _new: &[u8], _flags: u32) -> KResult<()> {
+        Err(Errno::EROFS)
+    }
+    fn link(&self, _old: &[u8], _new: &[u8]) -> KResult<()> {
+        Err(Errno::EROFS)
+    }
+    fn setattr(&self, _rel: &[u8], _attr: &SetAttr) -> KResult<()> {
+        Err(Errno::EROFS)
+    }
+    fn statfs(&self, rel: &[u8]) -> KResult<StatFs> {
+        let mut s = self.0.statfs(rel)?;
+        s.f_flags |= libc::ST_RDONLY as i64;
+        Ok(s)
+    }
+    fn read_only(&self) -> bool {
+        true
+    }
+    fn fs_type(&self) -> &'static str {
+        self.0.fs_type()
+    }
+}
+
 /// How the host directory becomes the sandbox root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RootMode {
@@ -440,6 +555,10 @@ struct Mount {
     at: Vec<u8>,
     id: usize,
     fs: Arc<dyn MountFs>,
+    /// What /proc/mounts shows as the source ("tmpfs", a host path, ...).
+    source: String,
+    /// Filesystem-specific options /proc/mounts shows ("size=...").
+    data: String,
 }
 
 static NEXT_MOUNT_ID: AtomicUsize = AtomicUsize::new(1);
@@ -459,6 +578,22 @@ enum Follow {
     No,
     /// Never (operations on the name itself: unlink, rename, mkdir, ...).
     Never,
+}
+
+/// Restrictions on path resolution: openat2(2)'s RESOLVE_* flags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// RESOLVE_BENEATH: the path must stay below the starting directory
+    /// (absolute paths, escaping `..` and absolute symlinks give EXDEV).
+    pub beneath: bool,
+    /// RESOLVE_IN_ROOT: the starting directory acts as `/`.
+    pub in_root: bool,
+    /// RESOLVE_NO_SYMLINKS: following any symlink gives ELOOP.
+    pub no_symlinks: bool,
+    /// RESOLVE_NO_MAGICLINKS: following /proc/<pid>/fd/N gives ELOOP.
+    pub no_magiclinks: bool,
+    /// RESOLVE_NO_XDEV: crossing a mount point gives EXDEV.
+    pub no_xdev: bool,
 }
 
 enum Found {
@@ -503,6 +638,9 @@ const OPEN_ONLY_FLAGS: i32 =
 pub struct Vfs {
     mode: RootMode,
     mounts: RwLock<Vec<Mount>>,
+    locks: Arc<LockTable>,
+    /// Holds anonymous files (memfd_create) while they are open.
+    anon: Tmpfs,
 }
 static_assertions::assert_impl_all!(Vfs: Send, Sync);
 
@@ -533,8 +671,14 @@ impl Vfs {
         let vfs = Vfs {
             mode,
             mounts: RwLock::new(Vec::new()),
+            locks: LockTable::new(),
+            anon: Tmpfs::new(None),
         };
-        vfs.add_mount(b"/", root);
+        let source = match mode {
+            RootMode::Overlay => "overlay".to_string(),
+            _ => "rootfs".to_string(),
+        };
+        vfs.add_mount(b"/", root, source, String::new());
         vfs.mount(b"/dev", Arc::new(DevFs::new()));
         vfs.mount_tmpfs(b"/dev/shm", None);
         Ok(vfs)
@@ -545,7 +689,38 @@ impl Vfs {
         self.mode
     }
 
-    fn add_mount(&self, at: &[u8], fs: Arc<dyn MountFs>) {
+    /// An anonymous regular file (memfd_create(2)): a tmpfs file without
+    /// a name, mode 0777, owned by `creds`, opened read-write with status
+    /// `flags`, and shown in /proc/<pid>/fd as `shown`.
+    pub fn anonymous_file(
+        &self,
+        shown: String,
+        creds: &Creds,
+        flags: i32,
+    ) -> KResult<Arc<OpenFile>> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!("anon-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        let owner = Owner {
+            uid: creds.uid,
+            gid: creds.gid,
+        };
+        let ops = self
+            .anon
+            .create(name.as_bytes(), libc::O_RDWR, 0o777, owner)?;
+        MountFs::unlink(&self.anon, name.as_bytes())?;
+        Ok(OpenFile::new(
+            Box::new(super::file::Named::new(ops, shown)),
+            flags | libc::O_RDWR,
+            Vec::new(),
+        ))
+    }
+
+    /// The sandbox's advisory file locks.
+    pub fn locks(&self) -> &Arc<LockTable> {
+        &self.locks
+    }
+
+    fn add_mount(&self, at: &[u8], fs: Arc<dyn MountFs>, source: String, data: String) {
         let at = path::normalize(b"/", at);
         let mut mounts = self.mounts.write().unwrap_or_else(|e| e.into_inner());
         mounts.retain(|m| m.at != at);
@@ -553,6 +728,8 @@ impl Vfs {
             at,
             id: NEXT_MOUNT_ID.fetch_add(1, Ordering::Relaxed),
             fs,
+            source,
+            data,
         });
         mounts.sort_by_key(|m| std::cmp::Reverse(m.at.len()));
     }
@@ -561,13 +738,98 @@ impl Vfs {
     /// replacing whatever was mounted there. The mount point need not
     /// exist in the filesystem below; it is listed in its parent anyway.
     pub fn mount(&self, at: &[u8], fs: Arc<dyn SyntheticFs>) {
-        self.add_mount(at, Arc::new(Synth(fs)));
+        let source = fs.fs_name().to_string();
+        self.add_mount(at, Arc::new(Synth(fs)), source, String::new());
+    }
+
+    /// Mounts a synthetic filesystem like [`Vfs::mount`]; with
+    /// `read_only`, every change below it fails with EROFS.
+    pub fn mount_synthetic(&self, at: &[u8], fs: Arc<dyn SyntheticFs>, read_only: bool) {
+        let source = fs.fs_name().to_string();
+        let m: Arc<dyn MountFs> = Arc::new(Synth(fs));
+        let m = if read_only {
+            Arc::new(ReadOnlyMount(m))
+        } else {
+            m
+        };
+        self.add_mount(at, m, source, String::new());
+    }
+
+    /// Mounts at `at` the filesystem that is mounted at `from` (both
+    /// absolute), as a second mount of the same instance (a bind mount of
+    /// a mount's root). EINVAL if nothing is mounted at `from`.
+    pub fn mount_alias(&self, at: &[u8], from: &[u8]) -> KResult<()> {
+        let from = path::normalize(b"/", from);
+        let (fs, source, data) = {
+            let mounts = self.mounts.read().unwrap_or_else(|e| e.into_inner());
+            let m = mounts.iter().find(|m| m.at == from).ok_or(Errno::EINVAL)?;
+            (m.fs.clone(), m.source.clone(), m.data.clone())
+        };
+        self.add_mount(at, fs, source, data);
+        Ok(())
     }
 
     /// Mounts a fresh empty tmpfs (mode 01777, owned by root) at `at`,
     /// holding at most `size` bytes of file data (ENOSPC beyond).
     pub fn mount_tmpfs(&self, at: &[u8], size: Option<u64>) {
-        self.add_mount(at, Arc::new(Tmpfs::new(size)));
+        self.mount_tmpfs_opts(
+            at,
+            &TmpfsOptions {
+                size,
+                ..TmpfsOptions::default()
+            },
+        );
+    }
+
+    /// Mounts a fresh empty tmpfs at `at` with options `o`.
+    pub fn mount_tmpfs_opts(&self, at: &[u8], o: &TmpfsOptions) {
+        let fs = Tmpfs::new(o.size);
+        let mode = o.mode.unwrap_or(0o1777) & 0o7777;
+        let owner = match (o.uid, o.gid) {
+            (None, None) => None,
+            (u, g) => Some((u.unwrap_or(0), g.unwrap_or(0))),
+        };
+        fs.set_root_mode(mode, owner);
+        let mut data = Vec::new();
+        if let Some(sz) = o.size {
+            data.push(format!("size={}k", sz.div_ceil(1024)));
+        }
+        data.push(format!("mode={mode:o}"));
+        if let Some((u, g)) = owner {
+            data.push(format!("uid={u},gid={g}"));
+        }
+        let m: Arc<dyn MountFs> = Arc::new(fs);
+        let m = if o.read_only {
+            Arc::new(ReadOnlyMount(m))
+        } else {
+            m
+        };
+        self.add_mount(at, m, "tmpfs".into(), data.join(","));
+    }
+
+    /// Bind-mounts the host directory or file `host` at `at`, confined like
+    /// the root (every lookup under it is `openat2(RESOLVE_IN_ROOT)` on
+    /// its own `O_PATH` descriptor; a file is reached through its parent
+    /// directory's descriptor by its name only). Writes go to the host;
+    /// with `read_only` they fail with EROFS. The host path is resolved
+    /// (symlinks followed) once, here.
+    pub fn mount_bind(
+        &self,
+        at: &[u8],
+        host: &std::path::Path,
+        read_only: bool,
+    ) -> std::io::Result<()> {
+        let real = std::fs::canonicalize(host)?;
+        let md = std::fs::metadata(&real)?;
+        // Host paths are not shown to the sandbox (as gVisor does).
+        let source = "none".to_string();
+        let fs: Arc<dyn MountFs> = if md.is_dir() {
+            Arc::new(HostFs::new_bind(&real, !read_only, alloc_dev())?)
+        } else {
+            Arc::new(HostFileMount::new(&real, !read_only, alloc_dev())?)
+        };
+        self.add_mount(at, fs, source, String::new());
+        Ok(())
     }
 
     /// Mounts a fresh tmpfs at `at` like [`Vfs::mount_tmpfs`], but only if
@@ -606,12 +868,27 @@ impl Vfs {
         let mounts = self.mounts.read().unwrap_or_else(|e| e.into_inner());
         let mut order: Vec<&Mount> = mounts.iter().collect();
         order.sort_by_key(|m| (m.at.len(), m.id));
+        let parent_of = |m: &Mount| -> usize {
+            if m.at == b"/" {
+                return m.id;
+            }
+            mounts
+                .iter()
+                .filter(|p| p.at != m.at && path::is_within(&m.at, &p.at))
+                .max_by_key(|p| p.at.len())
+                .map_or(m.id, |p| p.id)
+        };
         order
             .into_iter()
             .map(|m| MountInfo {
                 path: m.at.clone(),
                 fs_type: m.fs.fs_type(),
                 read_only: m.fs.read_only(),
+                id: m.id,
+                parent: parent_of(m),
+                dev: m.fs.lstat(b"").map(|s| s.st_dev).unwrap_or(0),
+                source: m.source.clone(),
+                data: m.data.clone(),
             })
             .collect()
     }
@@ -662,7 +939,20 @@ impl Vfs {
 
     fn lstat_abs(&self, abs: &[u8]) -> KResult<Stat> {
         let loc = self.locate(abs);
-        loc.fs.lstat(loc.rel)
+        match loc.fs.lstat(loc.rel) {
+            Err(Errno::ENOENT) if self.has_mount_below(abs) => Ok(virtual_dir_stat(abs)),
+            r => r,
+        }
+    }
+
+    /// Whether some mount point lies strictly below `abs` (which then
+    /// exists as a directory even if the filesystem below lacks it, as a
+    /// read-only, otherwise empty *virtual directory*).
+    fn has_mount_below(&self, abs: &[u8]) -> bool {
+        let mounts = self.mounts.read().unwrap_or_else(|e| e.into_inner());
+        mounts
+            .iter()
+            .any(|m| m.at != abs && path::is_within(&m.at, abs))
     }
 
     /// Mounts whose mount point is a direct child of `dir`.
@@ -678,7 +968,7 @@ impl Vfs {
             .filter_map(|(name, fs)| {
                 fs.lstat(b"").ok().map(|st| DirEntry {
                     ino: st.st_ino,
-                    kind: libc::DT_DIR,
+                    kind: super::file::dtype_of(st.st_mode),
                     name,
                 })
             })
@@ -687,11 +977,38 @@ impl Vfs {
 
     /// Resolves `path` (see the module docs).
     fn walk(&self, cwd: &[u8], p: &[u8], follow: Follow, creds: Option<&Creds>) -> KResult<Walked> {
+        self.walk_scoped(cwd, p, follow, creds, &Scope::default())
+    }
+
+    /// Resolves `path` under the restrictions of `scope` (openat2's
+    /// RESOLVE_* flags).
+    fn walk_scoped(
+        &self,
+        cwd: &[u8],
+        p: &[u8],
+        follow: Follow,
+        creds: Option<&Creds>,
+        scope: &Scope,
+    ) -> KResult<Walked> {
         path::check(p)?;
         let creds = creds.filter(|c| !c.is_root());
         let mut must_dir = p.last() == Some(&b'/');
-        let mut cur: Vec<u8> = if p.first() == Some(&b'/') {
+        let scoped = scope.beneath || scope.in_root;
+        let root: Vec<u8> = if scoped {
+            path::normalize(b"/", cwd)
+        } else {
             b"/".to_vec()
+        };
+        let start_mount = if scope.no_xdev {
+            Some(self.locate(&path::normalize(b"/", cwd)).id)
+        } else {
+            None
+        };
+        let mut cur: Vec<u8> = if p.first() == Some(&b'/') {
+            if scope.beneath {
+                return Err(Errno::EXDEV);
+            }
+            root.clone()
         } else {
             path::normalize(b"/", cwd)
         };
@@ -714,8 +1031,19 @@ impl Vfs {
                 continue;
             }
             if c == b".." {
+                if scoped && cur == root {
+                    if scope.beneath {
+                        return Err(Errno::EXDEV);
+                    }
+                    continue;
+                }
                 cur = path::parent(&cur).to_vec();
                 cur_st = None;
+                if let Some(id) = start_mount
+                    && self.locate(&cur).id != id
+                {
+                    return Err(Errno::EXDEV);
+                }
                 continue;
             }
             if c.len() > path::NAME_MAX {
@@ -723,6 +1051,11 @@ impl Vfs {
             }
             let last = queue.is_empty();
             let cand = join(&cur, &c);
+            if let Some(id) = start_mount
+                && self.locate(&cand).id != id
+            {
+                return Err(Errno::EXDEV);
+            }
             let st = match self.lstat_abs(&cand) {
                 Ok(st) => st,
                 Err(e) if e == Errno::ENOENT && last => {
@@ -745,12 +1078,18 @@ impl Vfs {
                     };
                 if follow_this {
                     links += 1;
-                    if links > MAX_SYMLINKS {
+                    if links > MAX_SYMLINKS || scope.no_symlinks {
                         return Err(Errno::ELOOP);
                     }
                     let loc = self.locate(&cand);
                     let target = match loc.fs.magic_link(loc.rel) {
                         Some(file) => {
+                            if scope.no_magiclinks {
+                                return Err(Errno::ELOOP);
+                            }
+                            if scoped {
+                                return Err(Errno::EXDEV);
+                            }
                             if last {
                                 return Ok(Walked {
                                     r: Found::Magic { path: cand, file },
@@ -771,7 +1110,10 @@ impl Vfs {
                         return Err(Errno::ENAMETOOLONG);
                     }
                     if target[0] == b'/' {
-                        cur = b"/".to_vec();
+                        if scope.beneath {
+                            return Err(Errno::EXDEV);
+                        }
+                        cur = root.clone();
                         cur_st = None;
                     }
                     if last && target.last() == Some(&b'/') {
@@ -844,7 +1186,7 @@ impl Vfs {
             return Err(Errno::ENOTDIR);
         }
         let loc = self.locate(parent);
-        if loc.fs.read_only() {
+        if loc.fs.read_only() || pst.st_dev == VIRTUAL_DIR_DEV {
             return Err(Errno::EROFS);
         }
         check_perm(creds, &pst, 3)?;
@@ -911,9 +1253,64 @@ impl Vfs {
         mode: u32,
         creds: &Creds,
     ) -> KResult<Arc<OpenFile>> {
-        self.open_at_depth(cwd, path, flags, mode, creds, 0)
+        self.open_at_depth(cwd, path, flags, mode, creds, 0, &Scope::default())
     }
 
+    /// openat2(2): [`Vfs::open`] with resolution restricted by `scope`
+    /// (relative to `cwd`, the directory descriptor's path).
+    pub fn open_scoped(
+        &self,
+        cwd: &[u8],
+        path: &[u8],
+        flags: i32,
+        mode: u32,
+        creds: &Creds,
+        scope: &Scope,
+    ) -> KResult<Arc<OpenFile>> {
+        self.open_at_depth(cwd, path, flags, mode, creds, 0, scope)
+    }
+
+    /// O_TMPFILE: an unnamed regular file in the directory `path`, made
+    /// by creating a hidden name and unlinking it at once.
+    fn open_tmpfile(
+        &self,
+        cwd: &[u8],
+        path: &[u8],
+        flags: i32,
+        mode: u32,
+        creds: &Creds,
+        scope: &Scope,
+    ) -> KResult<Arc<OpenFile>> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let acc = flags & libc::O_ACCMODE;
+        if acc != libc::O_WRONLY && acc != libc::O_RDWR {
+            return Err(Errno::EINVAL);
+        }
+        let w = self.walk_scoped(cwd, path, Follow::Yes, Some(creds), scope)?;
+        let (dir, st) = self.existing(w)?;
+        if !st.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let (loc, pst) = self.prepare_create(&dir, creds)?;
+        let (owner, _) = Vfs::owner_for(creds, &pst);
+        let name = format!(
+            ".rvisor-tmpfile-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let rel = join_rel(loc.rel, name.as_bytes());
+        let create_flags =
+            (flags & !(libc::O_TMPFILE | libc::O_CREAT | libc::O_EXCL)) | libc::O_RDWR;
+        let ops = loc.fs.create(&rel, create_flags, mode & 0o7777, owner)?;
+        loc.fs.unlink(&rel)?;
+        let ino = ops.stat()?.st_ino;
+        let shown = format!("{}/#{ino} (deleted)", String::from_utf8_lossy(&dir));
+        let ops: Box<dyn FileOps> = Box::new(super::file::Named::new(ops, shown));
+        let stored = flags & !OPEN_ONLY_FLAGS & !libc::O_TMPFILE;
+        Ok(OpenFile::new(ops, stored, Vec::new()))
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn open_at_depth(
         &self,
         cwd: &[u8],
@@ -922,9 +1319,10 @@ impl Vfs {
         mode: u32,
         creds: &Creds,
         depth: u32,
+        scope: &Scope,
     ) -> KResult<Arc<OpenFile>> {
         if flags & libc::O_TMPFILE == libc::O_TMPFILE {
-            return Err(Errno::EOPNOTSUPP);
+            return self.open_tmpfile(cwd, path, flags, mode, creds, scope);
         }
         let acc = flags & libc::O_ACCMODE;
         let opath = flags & libc::O_PATH != 0;
@@ -947,7 +1345,7 @@ impl Vfs {
             }
             return Err(Errno::EISDIR);
         }
-        let w = self.walk(cwd, path, follow, Some(creds))?;
+        let w = self.walk_scoped(cwd, path, follow, Some(creds), scope)?;
         let must_dir = w.must_dir;
         match w.r {
             Found::Magic { path: link, file } => {
@@ -964,7 +1362,23 @@ impl Vfs {
                         mode,
                         creds,
                         depth + 1,
+                        &Scope::default(),
                     );
+                }
+                if !opath && let Ok(ops) = file.ops.reopen(flags) {
+                    // A file without a path (memfd, O_TMPFILE): a new
+                    // description of the same file.
+                    let writes = acc == libc::O_WRONLY || acc == libc::O_RDWR;
+                    let st = ops.stat()?;
+                    check_perm(
+                        creds,
+                        &st,
+                        if writes { 2 } else { 0 } | if acc != libc::O_WRONLY { 4 } else { 0 },
+                    )?;
+                    if flags & libc::O_TRUNC != 0 && writes {
+                        ops.truncate(0)?;
+                    }
+                    return Ok(OpenFile::new(ops, stored, file.path.clone()));
                 }
                 Ok(file)
             }
@@ -1037,7 +1451,28 @@ impl Vfs {
                         },
                     )?;
                 }
-                let ops = loc.fs.open(loc.rel, flags, &st)?;
+                let ops: Box<dyn FileOps> = if st.st_dev == VIRTUAL_DIR_DEV {
+                    let me = st;
+                    Box::new(DirFile::new(
+                        move || {
+                            Ok(vec![
+                                DirEntry {
+                                    ino: me.st_ino,
+                                    kind: libc::DT_DIR,
+                                    name: b".".to_vec(),
+                                },
+                                DirEntry {
+                                    ino: me.st_ino,
+                                    kind: libc::DT_DIR,
+                                    name: b"..".to_vec(),
+                                },
+                            ])
+                        },
+                        move || Ok(me),
+                    ))
+                } else {
+                    loc.fs.open(loc.rel, flags, &st)?
+                };
                 let ops = if st.is_dir() {
                     self.with_mounts(&p, ops)
                 } else {
@@ -1559,7 +1994,19 @@ impl Vfs {
         let w = self.walk(cwd, path, Follow::Yes, None)?;
         let (p, _) = self.existing(w)?;
         let loc = self.locate(&p);
-        loc.fs.statfs(loc.rel)
+        let mut s = loc.fs.statfs(loc.rel)?;
+        if loc.fs.read_only() {
+            s.f_flags |= libc::ST_RDONLY as i64;
+        }
+        Ok(s)
+    }
+
+    /// Whether `path` (resolved, following symlinks) lies on a read-only
+    /// mount.
+    pub fn is_read_only(&self, cwd: &[u8], path: &[u8]) -> KResult<bool> {
+        let w = self.walk(cwd, path, Follow::Yes, None)?;
+        let (p, _) = self.existing(w)?;
+        Ok(self.locate(&p).fs.read_only())
     }
 }
 
@@ -1805,6 +2252,97 @@ mod tests {
     }
 
     #[test]
+    fn scoped_resolution() {
+        let fx = Fixture::new();
+        let v = fx.vfs(RootMode::Overlay);
+        let r = root();
+        let open = |cwd: &[u8], p: &str, sc: Scope| {
+            v.open_scoped(cwd, p.as_bytes(), RDONLY, 0, &r, &sc)
+                .map(|f| f.path.clone())
+        };
+        let beneath = Scope {
+            beneath: true,
+            ..Scope::default()
+        };
+        let in_root = Scope {
+            in_root: true,
+            ..Scope::default()
+        };
+        assert_eq!(
+            open(b"/etc", "sub/../passwd", beneath).unwrap(),
+            b"/etc/passwd"
+        );
+        assert_eq!(err(open(b"/etc/sub", "../passwd", beneath)), Errno::EXDEV);
+        assert_eq!(err(open(b"/etc", "/etc/passwd", beneath)), Errno::EXDEV);
+        assert_eq!(
+            open(b"/", "lib/libc.so", beneath).unwrap(),
+            b"/usr/lib/libc.so"
+        );
+        // In the root scope, `..` stops at the directory and absolute
+        // paths and symlinks start there.
+        assert_eq!(
+            open(b"/etc", "../../passwd", in_root).unwrap(),
+            b"/etc/passwd"
+        );
+        assert_eq!(open(b"/etc", "/passwd", in_root).unwrap(), b"/etc/passwd");
+        v.symlink(b"/passwd", b"/etc", b"abs", &r).unwrap();
+        assert_eq!(open(b"/etc", "abs", in_root).unwrap(), b"/etc/passwd");
+        assert_eq!(err(open(b"/etc", "abs", beneath)), Errno::EXDEV);
+        let nosym = Scope {
+            no_symlinks: true,
+            ..Scope::default()
+        };
+        assert_eq!(err(open(b"/", "lib/libc.so", nosym)), Errno::ELOOP);
+        assert_eq!(
+            open(b"/", "usr/lib/libc.so", nosym).unwrap(),
+            b"/usr/lib/libc.so"
+        );
+        let noxdev = Scope {
+            no_xdev: true,
+            ..Scope::default()
+        };
+        assert_eq!(err(open(b"/", "dev/null", noxdev)), Errno::EXDEV);
+        assert!(open(b"/", "etc/passwd", noxdev).is_ok());
+    }
+
+    #[test]
+    fn bind_mounts_are_confined() {
+        let fx = Fixture::new();
+        let v = fx.vfs(RootMode::Overlay);
+        let r = root();
+        // A bind of the fixture's root directory: its escaping symlinks
+        // stay inside the bind.
+        v.mount_bind(b"/mnt/b", &fx.root(), false).unwrap();
+        assert_eq!(
+            cat(&v, "/mnt/b/etc/hosts").unwrap(),
+            b"127.0.0.1 localhost\n"
+        );
+        // Symlinks resolve in the sandbox's namespace: `..` leaves the bind.
+        assert_eq!(v.resolve(b"/", b"/mnt/b/up", true).unwrap(), b"/mnt");
+        assert_eq!(ls(&v, "/mnt"), [".", "..", "b"], "a virtual directory");
+        match v.open(b"/", b"/mnt/b/rel_escape", RDONLY, 0, &r) {
+            Ok(f) => assert_ne!(read_all(&f), b"TOPSECRET"),
+            Err(e) => assert!(e == Errno::ENOENT || e == Errno::ENOTDIR),
+        }
+        write_file(&v, "/mnt/b/etc/written", b"host");
+        assert_eq!(
+            std::fs::read(fx.root().join("etc/written")).unwrap(),
+            b"host"
+        );
+        v.mount_bind(b"/mnt/ro", &fx.root(), true).unwrap();
+        assert_eq!(
+            err(v.open(b"/", b"/mnt/ro/etc/new", CREAT, 0o644, &r)),
+            Errno::EROFS
+        );
+        assert!(v.statfs(b"/", b"/mnt/ro").unwrap().f_flags & libc::ST_RDONLY as i64 != 0);
+        assert_eq!(
+            err(v.rename(b"/", b"/mnt/b/etc/written", b"/", b"/etc/w", 0, &r)),
+            Errno::EXDEV
+        );
+        assert_eq!(err(v.rmdir(b"/", b"/mnt/b", &r)), Errno::EBUSY);
+    }
+
+    #[test]
     fn symlink_limits() {
         let fx = Fixture::new();
         let v = fx.vfs(RootMode::Overlay);
@@ -1882,7 +2420,30 @@ mod tests {
         assert_eq!(err(v.open(b"/", b"/nope", RDONLY, 0, &r)), Errno::ENOENT);
         assert_eq!(
             err(v.open(b"/", b"/x", libc::O_TMPFILE | libc::O_RDWR, 0o600, &r)),
-            Errno::EOPNOTSUPP
+            Errno::ENOENT
+        );
+        // O_TMPFILE: an unnamed file in the directory.
+        let t = v
+            .open(b"/", b"/etc", libc::O_TMPFILE | libc::O_RDWR, 0o600, &r)
+            .unwrap();
+        assert_eq!(t.ops.write(b"tmp", Some(0)).unwrap(), 3);
+        let st = t.ops.stat().unwrap();
+        assert_eq!((st.st_nlink, st.st_mode), (0, libc::S_IFREG | 0o600));
+        assert!(!ls(&v, "/etc").iter().any(|n| n.contains("tmpfile")));
+        assert!(t.ops.proc_name().unwrap().starts_with("/etc/#"));
+        assert_eq!(
+            err(v.open(b"/", b"/etc", libc::O_TMPFILE | libc::O_RDONLY, 0o600, &r)),
+            Errno::EINVAL
+        );
+        assert_eq!(
+            err(v.open(
+                b"/",
+                b"/etc/passwd",
+                libc::O_TMPFILE | libc::O_RDWR,
+                0o600,
+                &r
+            )),
+            Errno::ENOTDIR
         );
         let p = v
             .open(b"/", b"/lib", libc::O_PATH | libc::O_NOFOLLOW, 0, &r)

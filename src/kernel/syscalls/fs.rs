@@ -1,7 +1,9 @@
 //! File system calls: descriptors, I/O, paths, metadata, readiness.
 #![allow(missing_docs)] // handlers are named after the syscalls they serve
 
-use crate::kernel::fs::file::{DirEntry, OpenFile, PollEvents, Stat};
+use crate::kernel::fs::file::{DirEntry, OpenFile, PipeBuffer, PollEvents, Stat};
+use crate::kernel::fs::lock::{FileKey, LockOwner, Range};
+use crate::kernel::fs::vfs::Scope;
 use crate::kernel::pipe::Pipe;
 use crate::kernel::run::Runner;
 use crate::kernel::task::lock;
@@ -331,13 +333,126 @@ pub fn lseek(r: &mut Runner, a: A) -> KResult<u64> {
 // ---- open / close / dup ----
 
 fn do_open(r: &mut Runner, dirfd: u64, path: &[u8], flags: i32, mode: u32) -> KResult<u64> {
-    let cwd = r.dir_path(dirfd, path)?;
+    do_open_scoped(r, dirfd, path, flags, mode, &Scope::default())
+}
+
+fn do_open_scoped(
+    r: &mut Runner,
+    dirfd: u64,
+    path: &[u8],
+    flags: i32,
+    mode: u32,
+    scope: &Scope,
+) -> KResult<u64> {
+    // Linux 6.4+: O_CREAT with O_DIRECTORY (but not O_TMPFILE) is invalid.
+    if flags & libc::O_CREAT != 0
+        && flags & libc::O_DIRECTORY != 0
+        && flags & libc::O_TMPFILE != libc::O_TMPFILE
+    {
+        return Err(Errno::EINVAL);
+    }
+    let scoped = scope.beneath || scope.in_root || scope.no_xdev;
+    let cwd = if scoped && path.first() == Some(&b'/') {
+        // The scope is the directory descriptor even for absolute paths.
+        r.dir_path(dirfd, b"x")?
+    } else {
+        r.dir_path(dirfd, path)?
+    };
     let umask = lock(&r.t.fs()).umask;
     let creds = r.creds();
     let f =
         r.k.vfs
-            .open(&cwd, path, flags, mode & 0o7777 & !umask, &creds)?;
+            .open_scoped(&cwd, path, flags, mode & 0o7777 & !umask, &creds, scope)?;
     r.install(f, flags & libc::O_CLOEXEC != 0)
+}
+
+/// `struct open_how` (openat2(2)).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+static_assertions::assert_eq_size!(OpenHow, [u8; 24]);
+
+pub fn openat2(r: &mut Runner, a: A) -> KResult<u64> {
+    const RESOLVE_NO_XDEV: u64 = 0x01;
+    const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+    const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+    const RESOLVE_BENEATH: u64 = 0x08;
+    const RESOLVE_IN_ROOT: u64 = 0x10;
+    const RESOLVE_CACHED: u64 = 0x20;
+    let size = a[3] as usize;
+    if size < std::mem::size_of::<OpenHow>() {
+        return Err(Errno::EINVAL);
+    }
+    if size > 4096 {
+        return Err(Errno::E2BIG);
+    }
+    let how: OpenHow = r.read_val(a[2])?;
+    if size > std::mem::size_of::<OpenHow>() {
+        // A larger struct from a newer libc: the extra bytes must be zero.
+        let mut rest = vec![0u8; size - std::mem::size_of::<OpenHow>()];
+        r.read_mem(a[2] + std::mem::size_of::<OpenHow>() as u64, &mut rest)?;
+        if rest.iter().any(|&b| b != 0) {
+            return Err(Errno::E2BIG);
+        }
+    }
+    let valid_flags = (libc::O_ACCMODE
+        | libc::O_CREAT
+        | libc::O_EXCL
+        | libc::O_NOCTTY
+        | libc::O_TRUNC
+        | libc::O_APPEND
+        | libc::O_NONBLOCK
+        | libc::O_SYNC
+        | libc::O_DSYNC
+        | libc::O_ASYNC
+        | libc::O_DIRECT
+        | libc::O_LARGEFILE
+        | libc::O_DIRECTORY
+        | libc::O_NOFOLLOW
+        | libc::O_NOATIME
+        | libc::O_CLOEXEC
+        | libc::O_PATH
+        | libc::O_TMPFILE) as u32 as u64;
+    if how.flags & !valid_flags != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let flags = how.flags as i32;
+    let creating = flags & libc::O_CREAT != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE;
+    if (!creating && how.mode != 0) || how.mode & !0o7777 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if flags & libc::O_PATH != 0
+        && flags & !(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC) != 0
+    {
+        return Err(Errno::EINVAL);
+    }
+    let all = RESOLVE_NO_XDEV
+        | RESOLVE_NO_MAGICLINKS
+        | RESOLVE_NO_SYMLINKS
+        | RESOLVE_BENEATH
+        | RESOLVE_IN_ROOT
+        | RESOLVE_CACHED;
+    if how.resolve & !all != 0
+        || how.resolve & (RESOLVE_BENEATH | RESOLVE_IN_ROOT) == (RESOLVE_BENEATH | RESOLVE_IN_ROOT)
+    {
+        return Err(Errno::EINVAL);
+    }
+    if how.resolve & RESOLVE_CACHED != 0 && (creating || flags & libc::O_TRUNC != 0) {
+        return Err(Errno::EAGAIN);
+    }
+    let scope = Scope {
+        beneath: how.resolve & RESOLVE_BENEATH != 0,
+        in_root: how.resolve & RESOLVE_IN_ROOT != 0,
+        no_symlinks: how.resolve & RESOLVE_NO_SYMLINKS != 0,
+        no_magiclinks: how.resolve & RESOLVE_NO_MAGICLINKS != 0,
+        no_xdev: how.resolve & RESOLVE_NO_XDEV != 0,
+    };
+    let path = r.read_path(a[1])?;
+    do_open_scoped(r, a[0], &path, flags, how.mode as u32, &scope)
 }
 
 pub fn open(r: &mut Runner, a: A) -> KResult<u64> {
@@ -361,8 +476,26 @@ pub fn creat(r: &mut Runner, a: A) -> KResult<u64> {
 
 pub fn close(r: &mut Runner, a: A) -> KResult<u64> {
     let e = lock(&r.t.files()).remove(a[0] as i32)?;
+    release_posix_locks(r, &e.file);
     drop(e);
     Ok(0)
+}
+
+/// fcntl(2): closing any descriptor of a file releases the POSIX record
+/// locks the process holds on it.
+fn release_posix_locks(r: &Runner, f: &OpenFile) {
+    let locks = r.k.vfs.locks();
+    if !locks.any() {
+        return;
+    }
+    if let Ok(key) = file_key(f) {
+        locks.release_process(key, &r.t.tg);
+    }
+}
+
+fn file_key(f: &OpenFile) -> KResult<FileKey> {
+    let st = f.ops.stat()?;
+    Ok((st.st_dev, st.st_ino))
 }
 
 pub fn close_range(r: &mut Runner, a: A) -> KResult<u64> {
@@ -388,6 +521,9 @@ pub fn close_range(r: &mut Runner, a: A) -> KResult<u64> {
     } else {
         let closed = t.remove_range(lo, hi);
         drop(t);
+        for e in &closed {
+            release_posix_locks(r, &e.file);
+        }
         drop(closed);
     }
     Ok(0)
@@ -407,6 +543,9 @@ fn do_dup3(r: &mut Runner, old: u64, new: u64, cloexec: bool) -> KResult<u64> {
     let f = t.get(old as i32)?;
     let prev = t.insert_at(new as i32, f, cloexec);
     drop(t);
+    if let Some(p) = &prev {
+        release_posix_locks(r, &p.file);
+    }
     drop(prev);
     Ok(new)
 }
@@ -460,16 +599,12 @@ pub fn fcntl(r: &mut Runner, a: A) -> KResult<u64> {
             Ok(0)
         }
         libc::F_GETLK | libc::F_OFD_GETLK => {
-            r.file(a[0])?;
-            // No conflicting locks are tracked: report F_UNLCK.
-            let mut fl: [u8; 32] = r.read_val(a[2])?;
-            fl[0..2].copy_from_slice(&(libc::F_UNLCK as i16).to_le_bytes());
-            r.write_val(a[2], &fl)?;
-            Ok(0)
+            let f = r.file(a[0])?;
+            record_lock(r, &f, a[1] as i32, a[2])
         }
         libc::F_SETLK | libc::F_SETLKW | libc::F_OFD_SETLK | libc::F_OFD_SETLKW => {
-            r.file(a[0])?;
-            Ok(0)
+            let f = r.file(a[0])?;
+            record_lock(r, &f, a[1] as i32, a[2])
         }
         libc::F_GETPIPE_SZ => {
             r.file(a[0])?;
@@ -482,8 +617,185 @@ pub fn fcntl(r: &mut Runner, a: A) -> KResult<u64> {
     }
 }
 
+/// How long a blocked lock request sleeps before looking again: POSIX
+/// locks of a process that exits are released lazily, without a wake-up.
+const LOCK_RECHECK: Duration = Duration::from_millis(50);
+
+/// Installs the close hook that releases `f`'s flock and OFD locks on
+/// `key` when its last descriptor closes.
+fn hook_ofd_locks(r: &Runner, f: &OpenFile, key: FileKey) {
+    let locks = r.k.vfs.locks();
+    if locks.needs_hook(f.id, key) {
+        let w = Arc::downgrade(locks);
+        f.on_close(Box::new(move |id| {
+            if let Some(t) = w.upgrade() {
+                t.release_ofd(key, id);
+            }
+        }));
+    }
+}
+
+/// Retries `attempt` until it stops failing with EAGAIN, sleeping on the
+/// lock table's wait queue (interruptible).
+fn wait_for_lock(r: &mut Runner, mut attempt: impl FnMut() -> KResult<()>) -> KResult<()> {
+    let locks = r.k.vfs.locks().clone();
+    loop {
+        let res = r.block(
+            &[locks.wait_queue()],
+            &[],
+            Some(Instant::now() + LOCK_RECHECK),
+            |_| match attempt() {
+                Err(Errno::EAGAIN) => None,
+                other => Some(other),
+            },
+        );
+        match res {
+            Err(Errno::ETIMEDOUT) => continue,
+            other => return other,
+        }
+    }
+}
+
 pub fn flock(r: &mut Runner, a: A) -> KResult<u64> {
-    r.file(a[0])?;
+    let f = r.file(a[0])?;
+    if f.flags() & libc::O_PATH != 0 {
+        return Err(Errno::EBADF);
+    }
+    let op = a[1] as i32;
+    let nb = op & libc::LOCK_NB != 0;
+    let want = match op & !libc::LOCK_NB {
+        libc::LOCK_SH => Some(false),
+        libc::LOCK_EX => Some(true),
+        libc::LOCK_UN => None,
+        _ => return Err(Errno::EINVAL),
+    };
+    let key = file_key(&f)?;
+    let locks = r.k.vfs.locks().clone();
+    if want.is_some() {
+        hook_ofd_locks(r, &f, key);
+    }
+    match locks.flock(key, f.id, want) {
+        Err(Errno::EAGAIN) if !nb => {
+            wait_for_lock(r, || locks.flock(key, f.id, want))?;
+        }
+        res => res?,
+    }
+    Ok(0)
+}
+
+/// `struct flock` as x86_64 Linux lays it out.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct Flock {
+    l_type: i16,
+    l_whence: i16,
+    l_start: i64,
+    l_len: i64,
+    l_pid: i32,
+}
+static_assertions::assert_eq_size!(Flock, [u8; 32]);
+static_assertions::const_assert_eq!(std::mem::offset_of!(Flock, l_start), 8);
+static_assertions::const_assert_eq!(std::mem::offset_of!(Flock, l_pid), 24);
+
+/// The byte range a `struct flock` names (fcntl(2); Linux's
+/// flock64_to_posix_lock).
+fn flock_range(f: &OpenFile, fl: &Flock) -> KResult<Range> {
+    let base: i64 = match fl.l_whence as i32 {
+        libc::SEEK_SET => 0,
+        libc::SEEK_CUR => *lock(&f.pos) as i64,
+        libc::SEEK_END => f.ops.stat()?.st_size,
+        _ => return Err(Errno::EINVAL),
+    };
+    let mut start = base.checked_add(fl.l_start).ok_or(Errno::EOVERFLOW)?;
+    if start < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let end: u64 = if fl.l_len > 0 {
+        let last = start.checked_add(fl.l_len - 1).ok_or(Errno::EOVERFLOW)?;
+        last as u64 + 1
+    } else if fl.l_len < 0 {
+        let end = start as u64;
+        start = start.checked_add(fl.l_len).ok_or(Errno::EINVAL)?;
+        if start < 0 {
+            return Err(Errno::EINVAL);
+        }
+        end
+    } else {
+        u64::MAX
+    };
+    Ok(Range {
+        start: start as u64,
+        end,
+    })
+}
+
+/// F_GETLK/F_SETLK/F_SETLKW and their OFD variants.
+fn record_lock(r: &mut Runner, f: &Arc<OpenFile>, cmd: i32, addr: u64) -> KResult<u64> {
+    if f.flags() & libc::O_PATH != 0 {
+        return Err(Errno::EBADF);
+    }
+    let mut fl: Flock = r.read_val(addr)?;
+    let ofd = matches!(
+        cmd,
+        libc::F_OFD_GETLK | libc::F_OFD_SETLK | libc::F_OFD_SETLKW
+    );
+    if ofd && fl.l_pid != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let want = match fl.l_type as i32 {
+        libc::F_RDLCK => Some(false),
+        libc::F_WRLCK => Some(true),
+        libc::F_UNLCK => None,
+        _ => return Err(Errno::EINVAL),
+    };
+    let range = flock_range(f, &fl)?;
+    let key = file_key(f)?;
+    let owner = if ofd {
+        LockOwner::Ofd(f.id)
+    } else {
+        LockOwner::Process(Arc::downgrade(&r.t.tg), r.t.tg.tgid)
+    };
+    let locks = r.k.vfs.locks().clone();
+    if matches!(cmd, libc::F_GETLK | libc::F_OFD_GETLK) {
+        let Some(write) = want else {
+            return Err(Errno::EINVAL);
+        };
+        match locks.test(key, &owner, write, range) {
+            None => fl.l_type = libc::F_UNLCK as i16,
+            Some(l) => {
+                fl.l_type = if l.write {
+                    libc::F_WRLCK
+                } else {
+                    libc::F_RDLCK
+                } as i16;
+                fl.l_whence = libc::SEEK_SET as i16;
+                fl.l_start = l.range.start as i64;
+                fl.l_len = if l.range.end == u64::MAX {
+                    0
+                } else {
+                    (l.range.end - l.range.start) as i64
+                };
+                fl.l_pid = l.owner.pid();
+            }
+        }
+        r.write_val(addr, &fl)?;
+        return Ok(0);
+    }
+    match want {
+        Some(false) if !f.readable() => return Err(Errno::EBADF),
+        Some(true) if !f.writable() => return Err(Errno::EBADF),
+        _ => {}
+    }
+    if ofd {
+        hook_ofd_locks(r, f, key);
+    }
+    let wait = matches!(cmd, libc::F_SETLKW | libc::F_OFD_SETLKW);
+    match locks.set(key, &owner, want, range) {
+        Err(Errno::EAGAIN) if wait => {
+            wait_for_lock(r, || locks.set(key, &owner, want, range))?;
+        }
+        res => res?,
+    }
     Ok(0)
 }
 
@@ -1033,13 +1345,80 @@ pub fn ftruncate(r: &mut Runner, a: A) -> KResult<u64> {
 }
 pub fn fallocate(r: &mut Runner, a: A) -> KResult<u64> {
     let f = r.file(a[0])?;
-    if a[1] != 0 {
+    let mode = a[1] as i32;
+    let (off, len) = (a[2] as i64, a[3] as i64);
+    // vfs_fallocate's checks, in its order.
+    if off < 0 || len <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    let keep = libc::FALLOC_FL_KEEP_SIZE;
+    let punch = libc::FALLOC_FL_PUNCH_HOLE;
+    let zero = libc::FALLOC_FL_ZERO_RANGE;
+    let collapse = libc::FALLOC_FL_COLLAPSE_RANGE;
+    let insert = libc::FALLOC_FL_INSERT_RANGE;
+    let unshare = libc::FALLOC_FL_UNSHARE_RANGE;
+    if mode & !(keep | punch | zero | collapse | insert | unshare) != 0
+        || (mode & punch != 0 && mode & zero != 0)
+        || (mode & punch != 0 && mode & keep == 0)
+    {
         return Err(Errno::EOPNOTSUPP);
     }
-    let end = a[2].checked_add(a[3]).ok_or(Errno::EFBIG)?;
-    if f.ops.stat()?.st_size < end as i64 {
-        f.ops.truncate(end)?;
+    if (mode & collapse != 0 && mode != collapse) || (mode & insert != 0 && mode != insert) {
+        return Err(Errno::EINVAL);
     }
+    // What tmpfs-like files support here (collapse/insert/unshare: no).
+    let supported = [0, keep, punch | keep, zero, zero | keep];
+    if !f.writable() {
+        return Err(Errno::EBADF);
+    }
+    let st = f.ops.stat()?;
+    match st.file_type() {
+        libc::S_IFREG => {}
+        libc::S_IFDIR => return Err(Errno::EISDIR),
+        libc::S_IFIFO => return Err(Errno::ESPIPE),
+        _ => return Err(Errno::ENODEV),
+    }
+    if !supported.contains(&mode) {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    if off.checked_add(len).is_none() {
+        return Err(Errno::EFBIG);
+    }
+    f.ops.fallocate(mode, off as u64, len as u64)?;
+    Ok(0)
+}
+
+/// sync_file_range(2): data reaches its backing store on fsync anyway.
+pub fn sync_file_range(r: &mut Runner, a: A) -> KResult<u64> {
+    if a[3] & !7 != 0 || (a[1] as i64) < 0 || (a[2] as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let f = r.file(a[0])?;
+    let ft = f.ops.stat()?.file_type();
+    if !matches!(ft, libc::S_IFREG | libc::S_IFDIR | libc::S_IFBLK) {
+        return Err(Errno::ESPIPE);
+    }
+    if a[3] & 2 != 0 {
+        f.ops.sync()?;
+    }
+    Ok(0)
+}
+
+/// readahead(2): a hint; checked and accepted.
+pub fn readahead(r: &mut Runner, a: A) -> KResult<u64> {
+    let f = r.file(a[0])?;
+    if !f.readable() {
+        return Err(Errno::EBADF);
+    }
+    if f.ops.stat()?.file_type() != libc::S_IFREG {
+        return Err(Errno::EINVAL);
+    }
+    Ok(0)
+}
+
+/// syncfs(2): like sync(2), for the filesystem of `fd`.
+pub fn syncfs(r: &mut Runner, a: A) -> KResult<u64> {
+    r.file(a[0])?;
     Ok(0)
 }
 pub fn umask(r: &mut Runner, a: A) -> KResult<u64> {
@@ -1126,6 +1505,361 @@ pub fn sendfile(r: &mut Runner, a: A) -> KResult<u64> {
         r.write_val(a[2], &o)?;
     }
     Ok(done as u64)
+}
+
+// ---- splice, tee, vmsplice, copy_file_range, memfd ----
+
+const SPLICE_F_NONBLOCK: u64 = 2;
+
+/// Sends SIGPIPE to the caller (a write to a pipe without readers).
+fn raise_sigpipe(r: &Runner) {
+    let info = crate::kernel::signal::SigInfo::user(libc::SIGPIPE, 0, r.t.tg.tgid, 0);
+    r.k.signal_task(&r.t.clone(), info);
+}
+
+/// Room in the pipe behind `f`, waiting for some unless `nb`.
+fn pipe_room(r: &mut Runner, f: &Arc<OpenFile>, nb: bool) -> KResult<usize> {
+    loop {
+        let room = match pipe_of(f)?.room() {
+            Err(Errno::EPIPE) => {
+                raise_sigpipe(r);
+                return Err(Errno::EPIPE);
+            }
+            other => other?,
+        };
+        if room > 0 {
+            return Ok(room);
+        }
+        if nb {
+            return Err(Errno::EAGAIN);
+        }
+        r.wait_ready(f, PollEvents::OUT)?;
+    }
+}
+
+/// Takes (or with `peek`, copies) up to `max` bytes from the pipe behind
+/// `f`, waiting for some unless `nb`; empty at end of file.
+fn pipe_data(
+    r: &mut Runner,
+    f: &Arc<OpenFile>,
+    max: usize,
+    nb: bool,
+    peek: bool,
+) -> KResult<Vec<u8>> {
+    loop {
+        let p = pipe_of(f)?;
+        let res = if peek { p.peek(max) } else { p.take(max) };
+        match res {
+            Err(Errno::EAGAIN) if !nb => r.wait_ready(f, PollEvents::IN)?,
+            other => return other,
+        }
+    }
+}
+
+fn pipe_of(f: &OpenFile) -> KResult<&dyn PipeBuffer> {
+    f.ops.pipe_buffer().ok_or(Errno::EINVAL)
+}
+
+fn same_file(a: &OpenFile, b: &OpenFile) -> KResult<bool> {
+    Ok(file_key(a)? == file_key(b)?)
+}
+
+/// Reads an optional `loff_t *` argument.
+fn read_off(r: &Runner, addr: u64) -> KResult<Option<u64>> {
+    if addr == 0 {
+        return Ok(None);
+    }
+    let v: i64 = r.read_val(addr)?;
+    if v < 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(Some(v as u64))
+}
+
+pub fn splice(r: &mut Runner, a: A) -> KResult<u64> {
+    let (off_in_p, off_out_p, flags) = (a[1], a[3], a[5]);
+    if flags & !0xf != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let fin = r.file(a[0])?;
+    let fout = r.file(a[2])?;
+    if !fin.readable() || !fout.writable() {
+        return Err(Errno::EBADF);
+    }
+    let len = (a[4] as usize).min(MAX_RW);
+    let (pin, pout) = (
+        fin.ops.pipe_buffer().is_some(),
+        fout.ops.pipe_buffer().is_some(),
+    );
+    if !pin && !pout {
+        return Err(Errno::EINVAL);
+    }
+    if (pin && off_in_p != 0) || (pout && off_out_p != 0) {
+        return Err(Errno::ESPIPE);
+    }
+    if !pout && fout.flags() & libc::O_APPEND != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if pin && pout && same_file(&fin, &fout)? {
+        return Err(Errno::EINVAL);
+    }
+    let mut off_in = read_off(r, off_in_p)?;
+    let mut off_out = read_off(r, off_out_p)?;
+    if (off_in.is_some() && !fin.ops.seekable()) || (off_out.is_some() && !fout.ops.seekable()) {
+        return Err(Errno::ESPIPE);
+    }
+    if len == 0 {
+        return Ok(0);
+    }
+    let nb = flags & SPLICE_F_NONBLOCK != 0
+        || (pin && fin.nonblocking())
+        || (pout && fout.nonblocking());
+    let moved = if pin && pout {
+        let room = pipe_room(r, &fout, nb)?;
+        let data = pipe_data(r, &fin, len.min(room), nb, false)?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let w = match fout.ops.write(&data, None) {
+            Ok(w) => w,
+            Err(e) => {
+                pipe_of(&fin)?.unread(&data);
+                return Err(e);
+            }
+        };
+        pipe_of(&fin)?.unread(&data[w..]);
+        w
+    } else if pin {
+        let data = pipe_data(r, &fin, len.min(CHUNK), nb, false)?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let res = r.file_write(&fout, &data, off_out);
+        let w = match res {
+            Ok(w) => w,
+            Err(e) => {
+                pipe_of(&fin)?.unread(&data);
+                return Err(e);
+            }
+        };
+        pipe_of(&fin)?.unread(&data[w..]);
+        if let Some(o) = off_out.as_mut() {
+            *o += w as u64;
+        }
+        w
+    } else {
+        let room = pipe_room(r, &fout, nb)?;
+        let mut buf = vec![0u8; len.min(room).min(CHUNK)];
+        let n = r.file_read(&fin, &mut buf, off_in)?;
+        if n == 0 {
+            return Ok(0);
+        }
+        let w = match fout.ops.write(&buf[..n], None) {
+            Ok(w) => w,
+            Err(e) => {
+                if off_in.is_none() && fin.ops.seekable() {
+                    *lock(&fin.pos) -= n as u64;
+                }
+                if e == Errno::EPIPE {
+                    raise_sigpipe(r);
+                }
+                return Err(e);
+            }
+        };
+        if w < n && off_in.is_none() && fin.ops.seekable() {
+            *lock(&fin.pos) -= (n - w) as u64;
+        }
+        if let Some(o) = off_in.as_mut() {
+            *o += w as u64;
+        }
+        w
+    };
+    if let Some(o) = off_in {
+        r.write_val(off_in_p, &o)?;
+    }
+    if let Some(o) = off_out {
+        r.write_val(off_out_p, &o)?;
+    }
+    Ok(moved as u64)
+}
+
+pub fn tee(r: &mut Runner, a: A) -> KResult<u64> {
+    let flags = a[3];
+    if flags & !0xf != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let fin = r.file(a[0])?;
+    let fout = r.file(a[1])?;
+    if !fin.readable() || !fout.writable() {
+        return Err(Errno::EBADF);
+    }
+    if fin.ops.pipe_buffer().is_none()
+        || fout.ops.pipe_buffer().is_none()
+        || same_file(&fin, &fout)?
+    {
+        return Err(Errno::EINVAL);
+    }
+    let len = (a[2] as usize).min(MAX_RW);
+    if len == 0 {
+        return Ok(0);
+    }
+    let nb = flags & SPLICE_F_NONBLOCK != 0 || fin.nonblocking() || fout.nonblocking();
+    let room = pipe_room(r, &fout, nb)?;
+    let data = pipe_data(r, &fin, len.min(room), nb, true)?;
+    if data.is_empty() {
+        return Ok(0);
+    }
+    Ok(fout.ops.write(&data, None)? as u64)
+}
+
+pub fn vmsplice(r: &mut Runner, a: A) -> KResult<u64> {
+    let f = r.file(a[0])?;
+    if f.ops.pipe_buffer().is_none() {
+        return Err(Errno::EBADF);
+    }
+    if a[3] & !0xf != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let nb = a[3] & SPLICE_F_NONBLOCK != 0;
+    let iov = read_iov(r, a[1], a[2])?;
+    let total: usize = iov.iter().map(|e| e.1).sum::<usize>().min(MAX_RW);
+    if f.writable() {
+        let mut buf = Vec::with_capacity(total);
+        for (base, len) in iov {
+            let start = buf.len();
+            let len = len.min(total - start);
+            buf.resize(start + len, 0);
+            r.read_mem(base, &mut buf[start..])?;
+        }
+        if nb {
+            return match f.ops.write(&buf, None) {
+                Err(Errno::EPIPE) => {
+                    raise_sigpipe(r);
+                    Err(Errno::EPIPE)
+                }
+                other => other.map(|n| n as u64),
+            };
+        }
+        return r.file_write(&f, &buf, None).map(|n| n as u64);
+    }
+    if !f.readable() {
+        return Err(Errno::EBADF);
+    }
+    let data = pipe_data(r, &f, total, nb || f.nonblocking(), false)?;
+    let mut off = 0;
+    for (base, len) in iov {
+        if off >= data.len() {
+            break;
+        }
+        let k = len.min(data.len() - off);
+        if let Err(e) = r.write_mem(base, &data[off..off + k]) {
+            pipe_of(&f)?.unread(&data[off..]);
+            return if off > 0 { Ok(off as u64) } else { Err(e) };
+        }
+        off += k;
+    }
+    Ok(off as u64)
+}
+
+pub fn copy_file_range(r: &mut Runner, a: A) -> KResult<u64> {
+    let (off_in_p, off_out_p) = (a[1], a[3]);
+    if a[5] != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let fin = r.file(a[0])?;
+    let fout = r.file(a[2])?;
+    if !fin.readable() || !fout.writable() || fout.flags() & libc::O_APPEND != 0 {
+        return Err(Errno::EBADF);
+    }
+    let (sin, sout) = (fin.ops.stat()?, fout.ops.stat()?);
+    if sin.is_dir() || sout.is_dir() {
+        return Err(Errno::EISDIR);
+    }
+    if sin.file_type() != libc::S_IFREG || sout.file_type() != libc::S_IFREG {
+        return Err(Errno::EINVAL);
+    }
+    let len = (a[4] as usize).min(MAX_RW);
+    let mut off_in = read_off(r, off_in_p)?;
+    let mut off_out = read_off(r, off_out_p)?;
+    let pos_in = off_in.unwrap_or_else(|| *lock(&fin.pos));
+    let pos_out = off_out.unwrap_or_else(|| *lock(&fout.pos));
+    if (sin.st_dev, sin.st_ino) == (sout.st_dev, sout.st_ino)
+        && pos_in < pos_out.saturating_add(len as u64)
+        && pos_out < pos_in.saturating_add(len as u64)
+    {
+        return Err(Errno::EINVAL);
+    }
+    if pos_in
+        .checked_add(len as u64)
+        .is_none_or(|e| e > i64::MAX as u64)
+        || pos_out
+            .checked_add(len as u64)
+            .is_none_or(|e| e > i64::MAX as u64)
+    {
+        return Err(Errno::EOVERFLOW);
+    }
+    let mut done = 0usize;
+    let mut buf = vec![0u8; len.min(CHUNK)];
+    while done < len {
+        let want = (len - done).min(buf.len());
+        let n = match fin.ops.read(&mut buf[..want], Some(pos_in + done as u64)) {
+            Ok(n) => n,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        };
+        if n == 0 {
+            break;
+        }
+        let w = match fout.ops.write(&buf[..n], Some(pos_out + done as u64)) {
+            Ok(w) => w,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        };
+        done += w;
+        if w < n {
+            break;
+        }
+    }
+    match off_in.as_mut() {
+        Some(o) => {
+            *o += done as u64;
+            r.write_val(off_in_p, o)?;
+        }
+        None => *lock(&fin.pos) = pos_in + done as u64,
+    }
+    match off_out.as_mut() {
+        Some(o) => {
+            *o += done as u64;
+            r.write_val(off_out_p, o)?;
+        }
+        None => *lock(&fout.pos) = pos_out + done as u64,
+    }
+    Ok(done as u64)
+}
+
+pub fn memfd_create(r: &mut Runner, a: A) -> KResult<u64> {
+    const MFD_CLOEXEC: u64 = 1;
+    const MFD_ALLOW_SEALING: u64 = 2;
+    const MFD_HUGETLB: u64 = 4;
+    const MFD_NOEXEC_SEAL: u64 = 8;
+    const MFD_EXEC: u64 = 0x10;
+    let flags = a[1];
+    if flags & !(MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL | MFD_EXEC) != 0
+        || flags & MFD_HUGETLB != 0
+        || flags & (MFD_NOEXEC_SEAL | MFD_EXEC) == (MFD_NOEXEC_SEAL | MFD_EXEC)
+    {
+        return Err(Errno::EINVAL);
+    }
+    // NAME_MAX minus "memfd:".
+    let name = lock(&r.mm).read_cstr(a[0], 250)?;
+    if name.len() > 249 {
+        return Err(Errno::EINVAL);
+    }
+    let shown = format!("/memfd:{} (deleted)", String::from_utf8_lossy(&name));
+    let f =
+        r.k.vfs
+            .anonymous_file(shown, &r.creds(), libc::O_RDWR | 0o100000)?;
+    r.install(f, flags & MFD_CLOEXEC != 0)
 }
 
 // ---- readiness: poll, select ----

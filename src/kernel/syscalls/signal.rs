@@ -223,8 +223,14 @@ pub fn kill(r: &mut Runner, a: A) -> KResult<u64> {
         return Ok(0);
     }
     for g in targets {
-        // init ignores signals it has no handler for (except from outside).
-        if g.tgid == 1 && lock(&g.handlers()).get(sig).handler == signal::SIG_DFL {
+        // init ignores signals it has no handler for (except from outside),
+        // unless it blocks them: a blocked signal stays pending, for
+        // sigwait or signalfd (Linux sig_ignored checks the mask first).
+        let blocked = lock(&g.inner)
+            .tasks
+            .first()
+            .is_some_and(|t| lock(&t.sig).mask & signal::bit(sig) != 0);
+        if g.tgid == 1 && !blocked && lock(&g.handlers()).get(sig).handler == signal::SIG_DFL {
             continue;
         }
         r.k.signal_group(&g, sender_info(r, sig, signal::SI_USER));

@@ -96,7 +96,6 @@ const IMPLEMENTED: &[Row] = &[
     (33, fs::dup2, Full, ""),
     (34, signal::pause, Full, ""),
     (35, time::nanosleep, Full, ""),
-    (37, time::alarm, Partial, "not yet delivered: returns 0"),
     (39, process::getpid, Full, ""),
     (40, fs::sendfile, Full, ""),
     (
@@ -131,9 +130,9 @@ const IMPLEMENTED: &[Row] = &[
         72,
         fs::fcntl,
         Partial,
-        "record locks are accepted but not enforced",
+        "F_ADD_SEALS/F_GET_SEALS give EINVAL; no EDEADLK detection; F_SETPIPE_SZ fixed size",
     ),
-    (73, fs::flock, Partial, "accepted, not enforced"),
+    (73, fs::flock, Full, ""),
     (74, fs::fsync, Full, ""),
     (75, fs::fsync, Full, ""),
     (76, fs::truncate, Full, ""),
@@ -326,7 +325,12 @@ const IMPLEMENTED: &[Row] = &[
     (273, process::set_robust_list, Full, ""),
     (274, process::get_robust_list, Full, ""),
     (280, fs::utimensat, Full, ""),
-    (285, fs::fallocate, Partial, "mode 0 only"),
+    (
+        285,
+        fs::fallocate,
+        Partial,
+        "COLLAPSE_RANGE/INSERT_RANGE/UNSHARE_RANGE give EOPNOTSUPP",
+    ),
     (292, fs::dup3, Full, ""),
     (293, fs::pipe2, Full, ""),
     (295, fs::preadv, Full, ""),
@@ -349,6 +353,27 @@ const IMPLEMENTED: &[Row] = &[
     ),
     (436, fs::close_range, Full, ""),
     (439, fs::faccessat2, Full, ""),
+    // ---- file syscalls (issue 3) ----
+    (187, fs::readahead, Full, ""),
+    (275, fs::splice, Full, ""),
+    (276, fs::tee, Full, ""),
+    (277, fs::sync_file_range, Full, ""),
+    (278, fs::vmsplice, Partial, "copies; SPLICE_F_GIFT ignored"),
+    (306, fs::syncfs, Full, ""),
+    (
+        319,
+        fs::memfd_create,
+        Partial,
+        "no sealing (F_ADD_SEALS gives EINVAL), no MFD_HUGETLB",
+    ),
+    (326, fs::copy_file_range, Full, ""),
+    (
+        437,
+        fs::openat2,
+        Partial,
+        "RESOLVE_CACHED lookups are never refused except with O_CREAT/O_TRUNC/O_TMPFILE",
+    ),
+    // ---- end of file syscalls (issue 3) ----
 ];
 
 static TABLE: LazyLock<Vec<Entry>> = LazyLock::new(|| {
