@@ -19,13 +19,21 @@ fn sandbox_process_is_filtered_while_the_application_runs() {
     let mut mode = String::new();
     while Instant::now() < deadline {
         let s = std::fs::read_to_string(&status_path).unwrap_or_default();
-        mode = s.lines().find(|l| l.starts_with("Seccomp:")).unwrap_or("").to_string();
+        mode = s
+            .lines()
+            .find(|l| l.starts_with("Seccomp:"))
+            .unwrap_or("")
+            .to_string();
         if mode.ends_with('2') {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     let st = child.wait().expect("wait");
-    assert_eq!(mode.split_whitespace().last(), Some("2"), "sandbox not in seccomp filter mode: {mode:?}");
+    assert_eq!(
+        mode.split_whitespace().last(),
+        Some("2"),
+        "sandbox not in seccomp filter mode: {mode:?}"
+    );
     assert!(st.success(), "sandboxed sleep failed: {st:?}");
 }

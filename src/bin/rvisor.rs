@@ -12,7 +12,11 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::prelude::*;
 
 #[derive(Parser, Debug)]
-#[command(name = "rvisor", version, about = "Run Linux programs in a user-space kernel sandbox")]
+#[command(
+    name = "rvisor",
+    version,
+    about = "Run Linux programs in a user-space kernel sandbox"
+)]
 struct Cli {
     /// Log level (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "warn")]
@@ -171,7 +175,12 @@ fn stdio() -> std::io::Result<[std::os::fd::OwnedFd; 3]> {
 
 fn run_sandbox(spec: oci_spec::runtime::Spec, config: Config) -> Result<i32, String> {
     let stdio = stdio().map_err(|e| format!("stdio: {e}"))?;
-    let loader = Loader::new(Args { spec, config, stdio }).map_err(|e| e.to_string())?;
+    let loader = Loader::new(Args {
+        spec,
+        config,
+        stdio,
+    })
+    .map_err(|e| e.to_string())?;
     // The sandbox process confines itself before the first application
     // instruction runs (RVISOR_NO_SECCOMP=1 turns this off for debugging).
     if std::env::var_os("RVISOR_NO_SECCOMP").is_none() {
@@ -200,56 +209,123 @@ fn main() -> ExitCode {
     let (filter, reload) = tracing_subscriber::reload::Layer::new(level);
     let fmt = tracing_subscriber::fmt::layer().with_target(false);
     let registry = tracing_subscriber::registry().with(filter);
-    match cli.log_file.as_ref().map(|p| std::fs::OpenOptions::new().create(true).append(true).open(p)) {
-        Some(Ok(f)) => registry.with(fmt.with_ansi(false).with_writer(std::sync::Mutex::new(f))).init(),
+    match cli.log_file.as_ref().map(|p| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+    }) {
+        Some(Ok(f)) => registry
+            .with(fmt.with_ansi(false).with_writer(std::sync::Mutex::new(f)))
+            .init(),
         Some(Err(e)) => {
             eprintln!("rvisor: cannot open the log file: {e}");
             return ExitCode::from(125);
         }
         None => registry
-            .with(fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_writer(std::io::stderr))
+            .with(
+                fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_writer(std::io::stderr),
+            )
             .init(),
     }
     let root = cli.root.clone().unwrap_or_else(sandboxes::default_root);
     let res = match cli.cmd {
-        Cmd::Do { platform, strace, cmd } => {
-            let cwd = std::env::current_dir().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| "/".into());
-            let env: Vec<String> =
-                std::env::vars_os().map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy())).collect();
+        Cmd::Do {
+            platform,
+            strace,
+            cmd,
+        } => {
+            let cwd = std::env::current_dir()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "/".into());
+            let env: Vec<String> = std::env::vars_os()
+                .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+                .collect();
             let argv: Vec<&str> = cmd.iter().map(|s| s.as_str()).collect();
-            rvisor::simple_spec("/", &cwd, &argv, &env).map_err(|e| e.to_string()).and_then(|spec| {
-                run_sandbox(spec, Config { platform, strace, root_mode: RootMode::Overlay, tmp_tmpfs: false })
-            })
+            rvisor::simple_spec("/", &cwd, &argv, &env)
+                .map_err(|e| e.to_string())
+                .and_then(|spec| {
+                    run_sandbox(
+                        spec,
+                        Config {
+                            platform,
+                            strace,
+                            root_mode: RootMode::Overlay,
+                            tmp_tmpfs: false,
+                        },
+                    )
+                })
         }
-        Cmd::Run { rootfs, cwd, env, platform, strace, cmd } => {
+        Cmd::Run {
+            rootfs,
+            cwd,
+            env,
+            platform,
+            strace,
+            cmd,
+        } => {
             let argv: Vec<&str> = cmd.iter().map(|s| s.as_str()).collect();
             let root = rootfs.to_string_lossy().into_owned();
-            rvisor::simple_spec(&root, &cwd, &argv, &env).map_err(|e| e.to_string()).and_then(|spec| {
-                run_sandbox(spec, Config { platform, strace, root_mode: RootMode::Overlay, tmp_tmpfs: true })
-            })
+            rvisor::simple_spec(&root, &cwd, &argv, &env)
+                .map_err(|e| e.to_string())
+                .and_then(|spec| {
+                    run_sandbox(
+                        spec,
+                        Config {
+                            platform,
+                            strace,
+                            root_mode: RootMode::Overlay,
+                            tmp_tmpfs: true,
+                        },
+                    )
+                })
         }
         Cmd::Create(opts) => sandboxes::create(&root, &opts),
         Cmd::Boot(opts) => {
-            let hook: rvisor::ctl::sandbox::LogLevelHook =
-                Box::new(move |l| reload.modify(|f| *f = level_filter(l)).map_err(|e| e.to_string()));
+            let hook: rvisor::ctl::sandbox::LogLevelHook = Box::new(move |l| {
+                reload
+                    .modify(|f| *f = level_filter(l))
+                    .map_err(|e| e.to_string())
+            });
             sandboxes::boot(&root, &opts, Some(hook))
         }
         Cmd::Start { id } => sandboxes::start(&root, &id),
         Cmd::Wait { id } => sandboxes::wait(&root, &id),
-        Cmd::Exec { detach, cwd, env, id, cmd } => sandboxes::exec(&root, &id, detach, cwd, env, cmd),
+        Cmd::Exec {
+            detach,
+            cwd,
+            env,
+            id,
+            cmd,
+        } => sandboxes::exec(&root, &id, detach, cwd, env, cmd),
         Cmd::Ps { format, id } => sandboxes::ps(&root, &id, format == "json"),
-        Cmd::Kill { all, pid, id, signal } => sandboxes::kill(&root, &id, all, pid, signal),
+        Cmd::Kill {
+            all,
+            pid,
+            id,
+            signal,
+        } => sandboxes::kill(&root, &id, all, pid, signal),
         Cmd::Pause { id } => sandboxes::pause(&root, &id, false),
         Cmd::Resume { id } => sandboxes::pause(&root, &id, true),
         Cmd::Events { stats: _, id } => sandboxes::events(&root, &id),
         Cmd::Delete { force, id } => sandboxes::delete(&root, &id, force),
-        Cmd::Debug { stacks, log_level, strace, id } => sandboxes::debug(&root, &id, stacks, log_level, strace),
+        Cmd::Debug {
+            stacks,
+            log_level,
+            strace,
+            id,
+        } => sandboxes::debug(&root, &id, stacks, log_level, strace),
         Cmd::Syscalls => {
             for e in rvisor::kernel::syscalls::entries() {
                 if e.name.is_empty() {
                     continue;
                 }
-                let note = if e.note.is_empty() { String::new() } else { format!(" — {}", e.note) };
+                let note = if e.note.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {}", e.note)
+                };
                 println!("{:>3} {:<24} {:?}{}", e.nr, e.name, e.support, note);
             }
             Ok(0)

@@ -4,9 +4,9 @@
 //! waits run without holding the loader.
 
 use super::proto::{
-    CreateLinksAndRoutes, CtlError, Cpu, CpuUsage, ErrorKind, Event, EventOut, LogLevel, Memory, MemoryEntry,
-    Pids, ProcessInfo, ProcessState, Request, Response, SignalDelivery, Stacks, Stats, Strace, TaskStack,
-    WaitStatus,
+    Cpu, CpuUsage, CreateLinksAndRoutes, CtlError, ErrorKind, Event, EventOut, LogLevel, Memory,
+    MemoryEntry, Pids, ProcessInfo, ProcessState, Request, Response, SignalDelivery, Stacks, Stats,
+    Strace, TaskStack, WaitStatus,
 };
 use super::server::{Handler, ShutdownHandle};
 use crate::loader::{self, ExecArgs, KernelHandle, Loader};
@@ -60,7 +60,10 @@ impl std::fmt::Debug for SandboxHandler {
 }
 
 fn invalid_state(op: &str, state: &str) -> Response {
-    Response::error(ErrorKind::InvalidState, format!("{op}: the sandbox is {state}"))
+    Response::error(
+        ErrorKind::InvalidState,
+        format!("{op}: the sandbox is {state}"),
+    )
 }
 
 fn err(e: loader::Error) -> Response {
@@ -98,7 +101,10 @@ impl SandboxHandler {
         if id == self.id || id.is_empty() {
             Ok(())
         } else {
-            Err(Response::error(ErrorKind::NotFound, format!("no container {id:?} in sandbox {:?}", self.id)))
+            Err(Response::error(
+                ErrorKind::NotFound,
+                format!("no container {id:?} in sandbox {:?}", self.id),
+            ))
         }
     }
 
@@ -147,7 +153,13 @@ impl SandboxHandler {
         self.handle
             .kernel()
             .group(pid)
-            .map(|g| crate::kernel::task::lock(&g.inner).tasks.iter().map(|t| t.tid).collect())
+            .map(|g| {
+                crate::kernel::task::lock(&g.inner)
+                    .tasks
+                    .iter()
+                    .map(|t| t.tid)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -160,13 +172,28 @@ impl SandboxHandler {
                 event_type: "stats".into(),
                 id: self.id.clone(),
                 data: Stats {
-                    cpu: Cpu { usage: CpuUsage { kernel: 0, user: u.cpu_ns, total: u.cpu_ns, per_cpu: Vec::new() } },
+                    cpu: Cpu {
+                        usage: CpuUsage {
+                            kernel: 0,
+                            user: u.cpu_ns,
+                            total: u.cpu_ns,
+                            per_cpu: Vec::new(),
+                        },
+                    },
                     memory: Memory {
                         cache: 0,
-                        usage: MemoryEntry { limit: 0, usage: u.memory_bytes, max: 0, failcnt: 0 },
+                        usage: MemoryEntry {
+                            limit: 0,
+                            usage: u.memory_bytes,
+                            max: 0,
+                            failcnt: 0,
+                        },
                         ..Default::default()
                     },
-                    pids: Pids { current: u.pids, limit: 0 },
+                    pids: Pids {
+                        current: u.pids,
+                        limit: 0,
+                    },
                 },
             },
             container_usage: usage,
@@ -181,12 +208,19 @@ impl SandboxHandler {
             .map(|t| TaskStack {
                 tid: t.tid,
                 pid: t.pid,
-                state: if t.state == 'S' { ProcessState::Sleeping } else { ProcessState::Running },
+                state: if t.state == 'S' {
+                    ProcessState::Sleeping
+                } else {
+                    ProcessState::Running
+                },
                 syscall: t.syscall,
                 registers: t.registers,
             })
             .collect();
-        Response::Stacks(Stacks { tasks, kernel: std::backtrace::Backtrace::force_capture().to_string() })
+        Response::Stacks(Stacks {
+            tasks,
+            kernel: std::backtrace::Backtrace::force_capture().to_string(),
+        })
     }
 
     fn signal(&self, pid: i32, signo: i32, mode: SignalDelivery) -> Response {
@@ -194,7 +228,9 @@ impl SandboxHandler {
         let mode = match mode {
             SignalDelivery::Process => loader::SignalDelivery::Process(pid),
             SignalDelivery::AllProcesses => loader::SignalDelivery::AllProcesses,
-            SignalDelivery::ForegroundProcessGroup => loader::SignalDelivery::ForegroundProcessGroup(pid),
+            SignalDelivery::ForegroundProcessGroup => {
+                loader::SignalDelivery::ForegroundProcessGroup(pid)
+            }
         };
         self.with_loader(|l| {
             let r = match l {
@@ -255,7 +291,11 @@ impl Handler for SandboxHandler {
                 Ok(()) => {
                     let started = matches!(
                         lock(&self.loader).as_ref(),
-                        Some(AnyLoader::Started(_) | AnyLoader::Paused(_) | AnyLoader::Checkpointed(_))
+                        Some(
+                            AnyLoader::Started(_)
+                                | AnyLoader::Paused(_)
+                                | AnyLoader::Checkpointed(_)
+                        )
                     );
                     if started || self.handle.root_status().is_some() {
                         // Blocks without holding the loader.
@@ -269,28 +309,44 @@ impl Handler for SandboxHandler {
                 Err(r) => r,
                 Ok(()) => match self.handle.kernel().wait_pid(pid) {
                     Ok(st) => Response::WaitStatus(WaitStatus(st)),
-                    Err(e) => Response::Error(CtlError::from_errno(e, format!("wait for pid {pid}: {e}"))),
+                    Err(e) => {
+                        Response::Error(CtlError::from_errno(e, format!("wait for pid {pid}: {e}")))
+                    }
                 },
             },
-            Request::ExecuteAsync { id, args } => match (self.check_id(&id), <[OwnedFd; 3]>::try_from(fds)) {
-                (Err(r), _) => return (r, Vec::new()),
-                (_, Err(_)) => Response::error(ErrorKind::BadRequest, "ExecuteAsync needs 3 stdio descriptors"),
-                (Ok(()), Ok(stdio)) => self.with_loader(|l| match l {
-                    AnyLoader::Started(l) => {
-                        let a = ExecArgs {
-                            argv: cstrings(args.argv),
-                            envp: cstrings(args.env),
-                            cwd: if args.cwd.is_empty() { b"/".to_vec() } else { args.cwd.into_bytes() },
-                            uid: args.uid,
-                            gid: args.gid,
-                            stdio,
-                        };
-                        l.exec(a).map_or_else(err, Response::Pid)
-                    }
-                    other => invalid_state("ExecuteAsync", other.state_name()),
-                }),
-            },
-            Request::Signal { id, pid, signo, mode } => match self.check_id(&id) {
+            Request::ExecuteAsync { id, args } => {
+                match (self.check_id(&id), <[OwnedFd; 3]>::try_from(fds)) {
+                    (Err(r), _) => return (r, Vec::new()),
+                    (_, Err(_)) => Response::error(
+                        ErrorKind::BadRequest,
+                        "ExecuteAsync needs 3 stdio descriptors",
+                    ),
+                    (Ok(()), Ok(stdio)) => self.with_loader(|l| match l {
+                        AnyLoader::Started(l) => {
+                            let a = ExecArgs {
+                                argv: cstrings(args.argv),
+                                envp: cstrings(args.env),
+                                cwd: if args.cwd.is_empty() {
+                                    b"/".to_vec()
+                                } else {
+                                    args.cwd.into_bytes()
+                                },
+                                uid: args.uid,
+                                gid: args.gid,
+                                stdio,
+                            };
+                            l.exec(a).map_or_else(err, Response::Pid)
+                        }
+                        other => invalid_state("ExecuteAsync", other.state_name()),
+                    }),
+                }
+            }
+            Request::Signal {
+                id,
+                pid,
+                signo,
+                mode,
+            } => match self.check_id(&id) {
                 Err(r) => r,
                 Ok(()) => self.signal(pid, signo, mode),
             },
@@ -320,8 +376,12 @@ impl Handler for SandboxHandler {
                 Err(r) => r,
                 Ok(()) => self.event(),
             },
-            Request::Checkpoint(_) => Response::error(ErrorKind::Unsupported, "checkpoint is not implemented yet"),
-            Request::Restore => Response::error(ErrorKind::Unsupported, "restore is not implemented yet"),
+            Request::Checkpoint(_) => {
+                Response::error(ErrorKind::Unsupported, "checkpoint is not implemented yet")
+            }
+            Request::Restore => {
+                Response::error(ErrorKind::Unsupported, "restore is not implemented yet")
+            }
             Request::CreateLinksAndRoutes(args) => {
                 let unsupported = !args.fd_based_links.is_empty();
                 *lock(&self.links) = Some(args);
@@ -344,21 +404,32 @@ impl Handler for SandboxHandler {
                                 resp = Response::error(ErrorKind::Internal, e);
                             }
                         }
-                        None => resp = Response::error(ErrorKind::Unsupported, "this sandbox's log level is fixed"),
+                        None => {
+                            resp = Response::error(
+                                ErrorKind::Unsupported,
+                                "this sandbox's log level is fixed",
+                            )
+                        }
                     }
                 }
                 if let Some(s) = args.strace {
                     match s {
                         Strace::Off => self.handle.kernel().set_strace(false, None),
-                        Strace::On { allowlist } => self
-                            .handle
-                            .kernel()
-                            .set_strace(true, if allowlist.is_empty() { None } else { Some(allowlist) }),
+                        Strace::On { allowlist } => self.handle.kernel().set_strace(
+                            true,
+                            if allowlist.is_empty() {
+                                None
+                            } else {
+                                Some(allowlist)
+                            },
+                        ),
                     }
                 }
                 resp
             }
-            Request::Profile { .. } => Response::error(ErrorKind::Unsupported, "profiling is not implemented"),
+            Request::Profile { .. } => {
+                Response::error(ErrorKind::Unsupported, "profiling is not implemented")
+            }
         };
         (resp, Vec::new())
     }

@@ -486,7 +486,8 @@ impl Kernel {
                     tid: t.tid,
                     pid: t.tg.tgid,
                     state: if nr >= 0 { 'S' } else { 'R' },
-                    syscall: (nr >= 0).then(|| super::syscalls::table::name_of(nr as u64).to_string()),
+                    syscall: (nr >= 0)
+                        .then(|| super::syscalls::table::name_of(nr as u64).to_string()),
                     registers,
                 }
             })

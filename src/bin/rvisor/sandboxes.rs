@@ -82,8 +82,16 @@ pub fn default_root() -> PathBuf {
 }
 
 fn valid_id(id: &str) -> Result<(), String> {
-    if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || id.starts_with('.') {
-        return Err(format!("invalid sandbox id {id:?}: use letters, digits, '-', '_' and '.'"));
+    if id.is_empty()
+        || id.len() > 128
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        || id.starts_with('.')
+    {
+        return Err(format!(
+            "invalid sandbox id {id:?}: use letters, digits, '-', '_' and '.'"
+        ));
     }
     Ok(())
 }
@@ -133,7 +141,9 @@ pub fn create(root: &Path, opts: &ContainerOpts) -> Result<i32, String> {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start the sandbox: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start the sandbox: {e}"))?;
     let sock = dir.join("control.sock");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -156,29 +166,63 @@ pub fn create(root: &Path, opts: &ContainerOpts) -> Result<i32, String> {
 
 /// `rvisor boot`: the sandbox process. Serves the control socket until the
 /// sandbox is deleted.
-pub fn boot(root: &Path, opts: &ContainerOpts, log_level: Option<LogLevelHook>) -> Result<i32, String> {
+pub fn boot(
+    root: &Path,
+    opts: &ContainerOpts,
+    log_level: Option<LogLevelHook>,
+) -> Result<i32, String> {
     let dir = state_dir(root, &opts.id)?;
     let (rootfs, default_cwd) = match &opts.rootfs {
         Some(r) => (r.to_string_lossy().into_owned(), "/".to_string()),
-        None => ("/".to_string(), std::env::current_dir().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| "/".into())),
+        None => (
+            "/".to_string(),
+            std::env::current_dir()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "/".into()),
+        ),
     };
     let cwd = opts.cwd.clone().unwrap_or(default_cwd);
     let env = if opts.host_root && opts.env.is_empty() {
-        std::env::vars_os().map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy())).collect()
+        std::env::vars_os()
+            .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+            .collect()
     } else {
         opts.env.clone()
     };
     let argv: Vec<&str> = opts.cmd.iter().map(|s| s.as_str()).collect();
     let spec = rvisor::simple_spec(&rootfs, &cwd, &argv, &env).map_err(|e| e.to_string())?;
     let stdio = [
-        std::io::stdin().as_fd().try_clone_to_owned().map_err(|e| e.to_string())?,
-        std::io::stdout().as_fd().try_clone_to_owned().map_err(|e| e.to_string())?,
-        std::io::stderr().as_fd().try_clone_to_owned().map_err(|e| e.to_string())?,
+        std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| e.to_string())?,
+        std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| e.to_string())?,
+        std::io::stderr()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| e.to_string())?,
     ];
-    let config = Config { platform: opts.platform, strace: opts.strace, root_mode: RootMode::Overlay, tmp_tmpfs: opts.rootfs.is_some() };
-    let loader = Loader::with_id(&opts.id, Args { spec, config, stdio }).map_err(|e| e.to_string())?;
+    let config = Config {
+        platform: opts.platform,
+        strace: opts.strace,
+        root_mode: RootMode::Overlay,
+        tmp_tmpfs: opts.rootfs.is_some(),
+    };
+    let loader = Loader::with_id(
+        &opts.id,
+        Args {
+            spec,
+            config,
+            stdio,
+        },
+    )
+    .map_err(|e| e.to_string())?;
     let server = Server::bind(&dir.join("control.sock")).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join("boot.pid"), std::process::id().to_string()).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("boot.pid"), std::process::id().to_string())
+        .map_err(|e| e.to_string())?;
     if std::env::var_os("RVISOR_NO_SECCOMP").is_none() {
         rvisor::loader::filter::install()?;
     }
@@ -207,12 +251,32 @@ pub fn wait(root: &Path, id: &str) -> Result<i32, String> {
 }
 
 /// `rvisor exec [--detach] ID -- CMD...`.
-pub fn exec(root: &Path, id: &str, detach: bool, cwd: Option<String>, env: Vec<String>, cmd: Vec<String>) -> Result<i32, String> {
+pub fn exec(
+    root: &Path,
+    id: &str,
+    detach: bool,
+    cwd: Option<String>,
+    env: Vec<String>,
+    cmd: Vec<String>,
+) -> Result<i32, String> {
     let mut c = connect(root, id)?;
-    let env = if env.is_empty() { vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()] } else { env };
-    let args = ExecArgs { argv: cmd, env, cwd: cwd.unwrap_or_else(|| "/".into()), uid: 0, gid: 0, extra_gids: Vec::new() };
+    let env = if env.is_empty() {
+        vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()]
+    } else {
+        env
+    };
+    let args = ExecArgs {
+        argv: cmd,
+        env,
+        cwd: cwd.unwrap_or_else(|| "/".into()),
+        uid: 0,
+        gid: 0,
+        extra_gids: Vec::new(),
+    };
     let (i, o, e) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
-    let pid = c.execute_async(id, &args, [i.as_fd(), o.as_fd(), e.as_fd()]).map_err(cerr)?;
+    let pid = c
+        .execute_async(id, &args, [i.as_fd(), o.as_fd(), e.as_fd()])
+        .map_err(cerr)?;
     if detach {
         println!("{pid}");
         return Ok(0);
@@ -225,10 +289,16 @@ pub fn exec(root: &Path, id: &str, detach: bool, cwd: Option<String>, env: Vec<S
 pub fn ps(root: &Path, id: &str, json: bool) -> Result<i32, String> {
     let list = connect(root, id)?.processes(id).map_err(cerr)?;
     if json {
-        println!("{}", serde_json::to_string(&list).map_err(|e| e.to_string())?);
+        println!(
+            "{}",
+            serde_json::to_string(&list).map_err(|e| e.to_string())?
+        );
         return Ok(0);
     }
-    println!("{:<6} {:>6} {:>6} {:>3} {:>5} {:>9} {:>9}  CMD", "UID", "PID", "PPID", "THR", "STATE", "STIME", "TIME");
+    println!(
+        "{:<6} {:>6} {:>6} {:>3} {:>5} {:>9} {:>9}  CMD",
+        "UID", "PID", "PPID", "THR", "STATE", "STIME", "TIME"
+    );
     for p in list {
         println!(
             "{:<6} {:>6} {:>6} {:>3} {:>5} {:>8.2}s {:>8.2}s  {}",
@@ -248,28 +318,70 @@ pub fn ps(root: &Path, id: &str, json: bool) -> Result<i32, String> {
 /// Parses a signal given as a number, `TERM` or `SIGTERM`.
 pub fn parse_signal(s: &str) -> Result<i32, String> {
     if let Ok(n) = s.parse::<i32>() {
-        return if (1..=64).contains(&n) { Ok(n) } else { Err(format!("invalid signal {s:?}")) };
+        return if (1..=64).contains(&n) {
+            Ok(n)
+        } else {
+            Err(format!("invalid signal {s:?}"))
+        };
     }
     let name = s.trim_start_matches("SIG").to_ascii_uppercase();
     let table = [
-        ("HUP", 1), ("INT", 2), ("QUIT", 3), ("ILL", 4), ("TRAP", 5), ("ABRT", 6), ("BUS", 7), ("FPE", 8),
-        ("KILL", 9), ("USR1", 10), ("SEGV", 11), ("USR2", 12), ("PIPE", 13), ("ALRM", 14), ("TERM", 15),
-        ("STKFLT", 16), ("CHLD", 17), ("CONT", 18), ("STOP", 19), ("TSTP", 20), ("TTIN", 21), ("TTOU", 22),
-        ("URG", 23), ("XCPU", 24), ("XFSZ", 25), ("VTALRM", 26), ("PROF", 27), ("WINCH", 28), ("IO", 29),
-        ("PWR", 30), ("SYS", 31),
+        ("HUP", 1),
+        ("INT", 2),
+        ("QUIT", 3),
+        ("ILL", 4),
+        ("TRAP", 5),
+        ("ABRT", 6),
+        ("BUS", 7),
+        ("FPE", 8),
+        ("KILL", 9),
+        ("USR1", 10),
+        ("SEGV", 11),
+        ("USR2", 12),
+        ("PIPE", 13),
+        ("ALRM", 14),
+        ("TERM", 15),
+        ("STKFLT", 16),
+        ("CHLD", 17),
+        ("CONT", 18),
+        ("STOP", 19),
+        ("TSTP", 20),
+        ("TTIN", 21),
+        ("TTOU", 22),
+        ("URG", 23),
+        ("XCPU", 24),
+        ("XFSZ", 25),
+        ("VTALRM", 26),
+        ("PROF", 27),
+        ("WINCH", 28),
+        ("IO", 29),
+        ("PWR", 30),
+        ("SYS", 31),
     ];
-    table.iter().find(|(n, _)| *n == name).map(|(_, v)| *v).ok_or_else(|| format!("unknown signal {s:?}"))
+    table
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| format!("unknown signal {s:?}"))
 }
 
 /// `rvisor kill [--all | --pid PID] ID [SIGNAL]`.
-pub fn kill(root: &Path, id: &str, all: bool, pid: Option<i32>, signal: Option<String>) -> Result<i32, String> {
+pub fn kill(
+    root: &Path,
+    id: &str,
+    all: bool,
+    pid: Option<i32>,
+    signal: Option<String>,
+) -> Result<i32, String> {
     let signo = parse_signal(signal.as_deref().unwrap_or("TERM"))?;
     let (pid, mode) = match (all, pid) {
         (true, _) => (0, SignalDelivery::AllProcesses),
         (false, Some(p)) => (p, SignalDelivery::Process),
         (false, None) => (0, SignalDelivery::Process),
     };
-    connect(root, id)?.signal(id, pid, signo, mode).map_err(cerr)?;
+    connect(root, id)?
+        .signal(id, pid, signo, mode)
+        .map_err(cerr)?;
     Ok(0)
 }
 
@@ -293,13 +405,21 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<i32, String> {
     if !dir.exists() {
         return Err(format!("no sandbox {id:?}"));
     }
-    let boot_pid: Option<i32> = std::fs::read_to_string(dir.join("boot.pid")).ok().and_then(|s| s.trim().parse().ok());
+    let boot_pid: Option<i32> = std::fs::read_to_string(dir.join("boot.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
     match connect(root, id) {
         Ok(mut c) => {
             if !force {
-                let running = c.processes(id).map_err(cerr)?.iter().any(|p| p.pid == 1 && p.state.as_char() != 'Z');
+                let running = c
+                    .processes(id)
+                    .map_err(cerr)?
+                    .iter()
+                    .any(|p| p.pid == 1 && p.state.as_char() != 'Z');
                 if running {
-                    return Err(format!("sandbox {id:?} is running; stop it first or use --force"));
+                    return Err(format!(
+                        "sandbox {id:?} is running; stop it first or use --force"
+                    ));
                 }
             }
             c.destroy(id).map_err(cerr)?;
@@ -323,7 +443,13 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<i32, String> {
 }
 
 /// `rvisor debug`.
-pub fn debug(root: &Path, id: &str, stacks: bool, log_level: Option<String>, strace: Option<String>) -> Result<i32, String> {
+pub fn debug(
+    root: &Path,
+    id: &str,
+    stacks: bool,
+    log_level: Option<String>,
+    strace: Option<String>,
+) -> Result<i32, String> {
     let mut c = connect(root, id)?;
     if stacks {
         print!("{}", c.stacks().map_err(cerr)?.render());
@@ -334,12 +460,15 @@ pub fn debug(root: &Path, id: &str, stacks: bool, log_level: Option<String>, str
     };
     let strace = match strace.as_deref() {
         None => None,
-        Some("on") => Some(Strace::On { allowlist: Vec::new() }),
+        Some("on") => Some(Strace::On {
+            allowlist: Vec::new(),
+        }),
         Some("off") => Some(Strace::Off),
         Some(o) => return Err(format!("--strace takes on or off, not {o:?}")),
     };
     if level.is_some() || strace.is_some() {
-        c.logging_change(&LoggingArgs { level, strace }).map_err(cerr)?;
+        c.logging_change(&LoggingArgs { level, strace })
+            .map_err(cerr)?;
     }
     Ok(0)
 }
