@@ -97,6 +97,29 @@ impl SandboxHandler {
         lock(&self.loader).is_none()
     }
 
+    fn is_sub(&self, id: &str) -> bool {
+        !id.is_empty() && id != self.id && self.subs().iter().any(|s| s == id)
+    }
+
+    fn subs(&self) -> Vec<String> {
+        match lock(&self.loader).as_ref() {
+            Some(AnyLoader::Started(l)) => l.subcontainers(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn sub_init(&self, id: &str) -> Option<i32> {
+        match lock(&self.loader).as_ref() {
+            Some(AnyLoader::Started(l)) => l.subcontainer_init(id).ok().flatten(),
+            _ => None,
+        }
+    }
+
+    /// The root container or a sub-container.
+    fn check_any(&self, id: &str) -> Result<(), Response> {
+        if self.is_sub(id) { Ok(()) } else { self.check_id(id) }
+    }
+
     fn check_id(&self, id: &str) -> Result<(), Response> {
         if id == self.id || id.is_empty() {
             Ok(())
@@ -127,8 +150,8 @@ impl SandboxHandler {
         }
     }
 
-    fn processes(&self) -> Response {
-        let list = self.handle.kernel().processes(None);
+    fn processes(&self, id: &str) -> Response {
+        let list = self.handle.kernel().processes(Some(if id.is_empty() { self.id.as_str() } else { id }));
         Response::Processes(
             list.into_iter()
                 .map(|p| ProcessInfo {
@@ -163,14 +186,19 @@ impl SandboxHandler {
             .unwrap_or_default()
     }
 
-    fn event(&self) -> Response {
-        let u = self.handle.kernel().usage(None);
+    fn event(&self, id: &str) -> Response {
+        let id = if id.is_empty() { self.id.as_str() } else { id };
+        let k = self.handle.kernel();
+        let u = k.usage(Some(id));
         let mut usage = std::collections::BTreeMap::new();
-        usage.insert(self.id.clone(), u.memory_bytes);
+        usage.insert(self.id.clone(), k.usage(Some(&self.id)).memory_bytes);
+        for sub in self.subs() {
+            usage.insert(sub.clone(), k.usage(Some(&sub)).memory_bytes);
+        }
         Response::Event(Box::new(EventOut {
             event: Event {
                 event_type: "stats".into(),
-                id: self.id.clone(),
+                id: id.to_string(),
                 data: Stats {
                     cpu: Cpu {
                         usage: CpuUsage {
@@ -223,8 +251,22 @@ impl SandboxHandler {
         })
     }
 
-    fn signal(&self, pid: i32, signo: i32, mode: SignalDelivery) -> Response {
-        let pid = if pid == 0 { 1 } else { pid };
+    fn signal(&self, id: &str, pid: i32, signo: i32, mode: SignalDelivery) -> Response {
+        let is_sub = self.is_sub(id);
+        let pid = match (pid, is_sub) {
+            (0, false) => 1,
+            (0, true) => match self.sub_init(id) {
+                Some(p) => p,
+                None => return invalid_state("Signal", "created"),
+            },
+            (p, _) => p,
+        };
+        if is_sub && mode == SignalDelivery::AllProcesses {
+            return match self.handle.kernel().signal_all(signo, Some(id)) {
+                Ok(()) => Response::Ok,
+                Err(e) => Response::Error(CtlError::from_errno(e, "signal")),
+            };
+        }
         let mode = match mode {
             SignalDelivery::Process => loader::SignalDelivery::Process(pid),
             SignalDelivery::AllProcesses => loader::SignalDelivery::AllProcesses,
@@ -241,6 +283,11 @@ impl SandboxHandler {
             r.map_or_else(err, |_| Response::Ok)
         })
     }
+}
+
+fn devnull3() -> std::io::Result<[OwnedFd; 3]> {
+    let f = || -> std::io::Result<OwnedFd> { Ok(std::fs::File::options().read(true).write(true).open("/dev/null")?.into()) };
+    Ok([f()?, f()?, f()?])
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -262,10 +309,33 @@ impl Handler for SandboxHandler {
                     (Some(other), invalid_state("StartRoot", name))
                 }
             }),
-            Request::Create { id, .. } | Request::Start { id } => Response::error(
-                ErrorKind::Unsupported,
-                format!("sub-container {id:?}: only the root container is supported so far"),
-            ),
+            Request::Create { id, spec, .. } => {
+                let stdio = match fds.len() {
+                    3 => match <[OwnedFd; 3]>::try_from(fds) {
+                        Ok(s) => s,
+                        Err(_) => return (Response::error(ErrorKind::BadRequest, "bad stdio"), Vec::new()),
+                    },
+                    _ => match devnull3() {
+                        Ok(s) => s,
+                        Err(e) => return (Response::Error(e.into()), Vec::new()),
+                    },
+                };
+                self.with_loader(|l| match l {
+                    AnyLoader::Started(l) => {
+                        let config = loader::Config { tmp_tmpfs: true, ..Default::default() };
+                        l.create_subcontainer(&id, &spec, &config, stdio).map_or_else(err, |_| Response::Ok)
+                    }
+                    other => invalid_state("Create", other.state_name()),
+                })
+            }
+            Request::Start { id } => self.with_loader(|l| match l {
+                AnyLoader::Started(l) => l.start_subcontainer(&id).map_or_else(err, |_| Response::Ok),
+                other => invalid_state("Start", other.state_name()),
+            }),
+            Request::Destroy { id } if self.is_sub(&id) => self.with_loader(|l| match l {
+                AnyLoader::Started(l) => l.destroy_subcontainer(&id).map_or_else(err, |_| Response::Ok),
+                other => invalid_state("Destroy", other.state_name()),
+            }),
             Request::Destroy { id } => match self.check_id(&id) {
                 Err(r) => r,
                 Ok(()) => {
@@ -286,6 +356,13 @@ impl Handler for SandboxHandler {
                     Response::Ok
                 }
             },
+            Request::Wait { id } if self.is_sub(&id) => match self.sub_init(&id) {
+                Some(pid) => match self.handle.kernel().wait_pid(pid) {
+                    Ok(st) => Response::WaitStatus(WaitStatus(st)),
+                    Err(e) => Response::Error(CtlError::from_errno(e, format!("wait for container {id:?}: {e}"))),
+                },
+                None => invalid_state("Wait", "created"),
+            },
             Request::Wait { id } => match self.check_id(&id) {
                 Err(r) => r,
                 Ok(()) => {
@@ -305,7 +382,7 @@ impl Handler for SandboxHandler {
                     }
                 }
             },
-            Request::WaitPid { id, pid } => match self.check_id(&id) {
+            Request::WaitPid { id, pid } => match self.check_any(&id) {
                 Err(r) => r,
                 Ok(()) => match self.handle.kernel().wait_pid(pid) {
                     Ok(st) => Response::WaitStatus(WaitStatus(st)),
@@ -346,9 +423,9 @@ impl Handler for SandboxHandler {
                 pid,
                 signo,
                 mode,
-            } => match self.check_id(&id) {
+            } => match self.check_any(&id) {
                 Err(r) => r,
-                Ok(()) => self.signal(pid, signo, mode),
+                Ok(()) => self.signal(&id, pid, signo, mode),
             },
             Request::Pause => self.transition(|l| match l {
                 AnyLoader::Started(s) => match s.pause() {
@@ -368,13 +445,13 @@ impl Handler for SandboxHandler {
                     (Some(other), invalid_state("Resume", name))
                 }
             }),
-            Request::Processes { id } => match self.check_id(&id) {
+            Request::Processes { id } => match self.check_any(&id) {
                 Err(r) => r,
-                Ok(()) => self.processes(),
+                Ok(()) => self.processes(&id),
             },
-            Request::Event { id } => match self.check_id(&id) {
+            Request::Event { id } => match self.check_any(&id) {
                 Err(r) => r,
-                Ok(()) => self.event(),
+                Ok(()) => self.event(&id),
             },
             Request::Checkpoint(_) => {
                 Response::error(ErrorKind::Unsupported, "checkpoint is not implemented yet")

@@ -27,6 +27,8 @@ pub struct ProcessSpec {
     pub stdio: Vec<Arc<OpenFile>>,
     /// Container the process belongs to.
     pub container: String,
+    /// The container's file namespace (None: the sandbox's root one).
+    pub vfs: Option<Arc<super::fs::vfs::Vfs>>,
 }
 
 /// One row of a process listing (like `ps`).
@@ -110,6 +112,7 @@ impl Kernel {
             )))),
             files: Mutex::new(Arc::new(Mutex::new(files))),
             fs: Mutex::new(Arc::new(Mutex::new(FsContext {
+                vfs: spec.vfs.clone().unwrap_or_else(|| self.vfs.clone()),
                 cwd: spec.cwd.clone(),
                 umask: 0o022,
             }))),

@@ -25,16 +25,16 @@ const MAX_INTERP_DEPTH: usize = 4;
 fn open_exec(r: &Runner, path: &[u8]) -> KResult<(Arc<OpenFile>, Vec<u8>)> {
     let cwd = lock(&r.t.fs()).cwd.clone();
     let creds = r.creds();
-    let resolved = r.k.vfs.resolve(&cwd, path, true)?;
-    let st = r.k.vfs.stat(&cwd, path, true)?;
+    let resolved = r.vfs().resolve(&cwd, path, true)?;
+    let st = r.vfs().stat(&cwd, path, true)?;
     if st.is_dir() {
         return Err(Errno::EACCES);
     }
     if st.file_type() != libc::S_IFREG {
         return Err(Errno::EACCES);
     }
-    r.k.vfs.access(&cwd, path, libc::X_OK, true, &creds)?;
-    let f = r.k.vfs.open(&cwd, path, libc::O_RDONLY, 0, &creds)?;
+    r.vfs().access(&cwd, path, libc::X_OK, true, &creds)?;
+    let f = r.vfs().open(&cwd, path, libc::O_RDONLY, 0, &creds)?;
     Ok((f, resolved))
 }
 
@@ -150,7 +150,9 @@ fn prepare(
     )?;
     ctx.set_fp(&FpState::initial()).map_err(Errno)?;
     let entry = iloaded.map(|i| i.entry).unwrap_or(loaded.entry);
-    let base = resolved.rsplit(|b| *b == b'/').next().unwrap_or(&resolved);
+    // Linux names the task after the path as given (bprm->filename):
+    // "exe" for /proc/self/exe, which busybox relies on to rename itself.
+    let base = execfn.rsplit(|b| *b == b'/').next().unwrap_or(&execfn);
     let comm = base[..base.len().min(15)].to_vec();
     Ok(Prepared {
         ctx,

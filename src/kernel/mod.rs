@@ -127,8 +127,13 @@ impl Kernel {
             strace_filter: Mutex::new(None),
             events: events::Events::new(),
         });
-        vfs.mount(b"/proc", Arc::new(proc::ProcFs::new(Arc::downgrade(&k))));
+        k.mount_proc(&vfs);
         Ok(k)
+    }
+
+    /// Mounts this kernel's procfs at /proc of a file namespace.
+    pub fn mount_proc(self: &Arc<Self>, vfs: &Vfs) {
+        vfs.mount(b"/proc", Arc::new(proc::ProcFs::new(Arc::downgrade(self))));
     }
 
     /// Logs an unimplemented syscall once per number.

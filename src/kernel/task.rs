@@ -17,6 +17,8 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Filesystem context of a task (shared with CLONE_FS).
 #[derive(Debug, Clone)]
 pub struct FsContext {
+    /// The file namespace (the task's container's root).
+    pub vfs: Arc<super::fs::vfs::Vfs>,
     /// Current directory, absolute and normalized.
     pub cwd: Vec<u8>,
     /// File mode creation mask.

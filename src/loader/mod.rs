@@ -142,10 +142,18 @@ struct RootProcess {
     stdio: [OwnedFd; 3],
 }
 
+/// A sub-container: its own root filesystem, sharing the sandbox's kernel.
+struct SubContainer {
+    vfs: Arc<Vfs>,
+    pending: Option<RootProcess>,
+    init: Option<i32>,
+}
+
 struct Inner {
     id: String,
     kernel: Arc<Kernel>,
     root: Option<RootProcess>,
+    subs: std::sync::Mutex<std::collections::HashMap<String, SubContainer>>,
 }
 
 /// A sandbox, in lifecycle state `S`.
@@ -305,7 +313,7 @@ macro_rules! inspect_ops {
                 let k = &self.inner.kernel;
                 match mode {
                     SignalDelivery::Process(pid) => k.signal_process(pid, signo),
-                    SignalDelivery::AllProcesses => k.signal_all(signo, None),
+                    SignalDelivery::AllProcesses => k.signal_all(signo, Some(&self.inner.id)),
                     SignalDelivery::ForegroundProcessGroup(pid) => {
                         let g = k.group(pid).ok_or(Errno::ESRCH).map_err(kerr("signal"))?;
                         let pgid = crate::kernel::task::lock(&g.inner).pgid;
@@ -329,69 +337,18 @@ impl Loader<Created> {
 
     /// Like `new`, naming the sandbox (and its root container) `id`.
     pub fn with_id(id: &str, args: Args) -> Result<Loader<Created>, Error> {
-        let spec = &args.spec;
-        let process = spec
-            .process()
-            .as_ref()
-            .ok_or_else(|| Error::Spec("no process".into()))?;
-        let argv: Vec<Vec<u8>> = process
-            .args()
-            .as_ref()
-            .map(|a| a.iter().map(|s| s.clone().into_bytes()).collect())
-            .unwrap_or_default();
-        if argv.is_empty() {
-            return Err(Error::Spec("process.args is empty".into()));
-        }
-        let envp = process
-            .env()
-            .as_ref()
-            .map(|e| e.iter().map(|s| s.clone().into_bytes()).collect())
-            .unwrap_or_default();
-        let cwd = process.cwd().to_string_lossy().into_owned().into_bytes();
-        if cwd.first() != Some(&b'/') {
-            return Err(Error::Spec(format!(
-                "process.cwd must be absolute, got {:?}",
-                process.cwd()
-            )));
-        }
-        let root = spec
-            .root()
-            .as_ref()
-            .ok_or_else(|| Error::Spec("no root".into()))?;
-        let mode = if root.readonly().unwrap_or(false) {
-            RootMode::ReadOnly
-        } else {
-            args.config.root_mode
-        };
-        let vfs = Vfs::new(root.path(), mode).map_err(io_err("opening the root filesystem"))?;
-        let vfs = Arc::new(vfs);
-        if args.config.tmp_tmpfs && !spec_mounts_at(spec, "/tmp") {
-            // Like gVisor: a fresh tmpfs at /tmp, unless the image has files
-            // there that it would hide.
-            vfs.mount_tmpfs_if_empty(b"/tmp", None);
-        }
-        mounts::apply(&vfs, spec).map_err(Error::Spec)?;
+        let (process, vfs) = container_parts(&args.spec, &args.config, args.stdio)?;
         let kcfg = KernelConfig {
             strace: args.config.strace,
-            hostname: spec.hostname().clone().unwrap_or_default(),
+            hostname: args.spec.hostname().clone().unwrap_or_default(),
         };
         let kernel = Kernel::new(vfs, &kcfg).map_err(io_err("starting the kernel"))?;
-        let user = process.user();
-        let cred = Cred {
-            uid: (user.uid(), user.uid(), user.uid()),
-            gid: (user.gid(), user.gid(), user.gid()),
-        };
         Ok(Loader {
             inner: Box::new(Inner {
                 id: id.to_string(),
                 kernel,
-                root: Some(RootProcess {
-                    argv,
-                    envp,
-                    cwd,
-                    cred,
-                    stdio: args.stdio,
-                }),
+                root: Some(process),
+                subs: std::sync::Mutex::new(std::collections::HashMap::new()),
             }),
             _state: PhantomData,
         })
@@ -413,6 +370,7 @@ impl Loader<Created> {
             cred: root.cred,
             stdio: stdio_files(root.stdio),
             container: self.inner.id.clone(),
+            vfs: None,
         };
         match self.inner.kernel.create_process(spec) {
             Ok(_) => Ok(self.into_state()),
@@ -454,6 +412,7 @@ impl Loader<Started> {
             },
             stdio: stdio_files(args.stdio),
             container: self.inner.id.clone(),
+            vfs: None,
         };
         self.inner
             .kernel
@@ -497,6 +456,115 @@ impl Loader<Checkpointed> {
     pub fn resume(self) -> Loader<Started> {
         self.inner.kernel.resume();
         self.into_state()
+    }
+}
+
+/// The first process and the file namespace a container spec describes.
+fn container_parts(
+    spec: &oci_spec::runtime::Spec,
+    config: &Config,
+    stdio: [OwnedFd; 3],
+) -> Result<(RootProcess, Arc<Vfs>), Error> {
+    let process = spec.process().as_ref().ok_or_else(|| Error::Spec("no process".into()))?;
+    let argv: Vec<Vec<u8>> =
+        process.args().as_ref().map(|a| a.iter().map(|s| s.clone().into_bytes()).collect()).unwrap_or_default();
+    if argv.is_empty() {
+        return Err(Error::Spec("process.args is empty".into()));
+    }
+    let envp = process.env().as_ref().map(|e| e.iter().map(|s| s.clone().into_bytes()).collect()).unwrap_or_default();
+    let cwd = process.cwd().to_string_lossy().into_owned().into_bytes();
+    if cwd.first() != Some(&b'/') {
+        return Err(Error::Spec(format!("process.cwd must be absolute, got {:?}", process.cwd())));
+    }
+    let root = spec.root().as_ref().ok_or_else(|| Error::Spec("no root".into()))?;
+    let mode = if root.readonly().unwrap_or(false) { RootMode::ReadOnly } else { config.root_mode };
+    let vfs = Arc::new(Vfs::new(root.path(), mode).map_err(io_err("opening the root filesystem"))?);
+    if config.tmp_tmpfs && !spec_mounts_at(spec, "/tmp") {
+        // Like gVisor: a fresh tmpfs at /tmp, unless the image has files
+        // there that it would hide.
+        vfs.mount_tmpfs_if_empty(b"/tmp", None);
+    }
+    mounts::apply(&vfs, spec).map_err(Error::Spec)?;
+    let user = process.user();
+    let cred = Cred { uid: (user.uid(), user.uid(), user.uid()), gid: (user.gid(), user.gid(), user.gid()) };
+    Ok((RootProcess { argv, envp, cwd, cred, stdio }, vfs))
+}
+
+impl Loader<Started> {
+    /// Creates sub-container `id` in this sandbox: its own root filesystem
+    /// and mounts, sharing the kernel. Not started.
+    pub fn create_subcontainer(
+        &self,
+        id: &str,
+        spec: &oci_spec::runtime::Spec,
+        config: &Config,
+        stdio: [OwnedFd; 3],
+    ) -> Result<(), Error> {
+        if id == self.inner.id || id.is_empty() {
+            return Err(Error::Kernel { context: format!("create container {id:?}"), errno: Errno::EEXIST });
+        }
+        let mut subs = crate::kernel::task::lock(&self.inner.subs);
+        if subs.contains_key(id) {
+            return Err(Error::Kernel { context: format!("create container {id:?}"), errno: Errno::EEXIST });
+        }
+        let (process, vfs) = container_parts(spec, config, stdio)?;
+        self.inner.kernel.mount_proc(&vfs);
+        subs.insert(id.to_string(), SubContainer { vfs, pending: Some(process), init: None });
+        Ok(())
+    }
+
+    /// Starts sub-container `id`'s first process; returns its PID.
+    pub fn start_subcontainer(&self, id: &str) -> Result<i32, Error> {
+        let (process, vfs) = {
+            let mut subs = crate::kernel::task::lock(&self.inner.subs);
+            let sub = subs.get_mut(id).ok_or_else(|| Error::NoContainer(id.to_string()))?;
+            let p = sub.pending.take().ok_or_else(|| Error::Kernel {
+                context: format!("start container {id:?}: already started"),
+                errno: Errno::EINVAL,
+            })?;
+            (p, sub.vfs.clone())
+        };
+        let path = String::from_utf8_lossy(&process.argv[0]).into_owned();
+        let spec = ProcessSpec {
+            argv: process.argv,
+            envp: process.envp,
+            cwd: process.cwd,
+            cred: process.cred,
+            stdio: stdio_files(process.stdio),
+            container: id.to_string(),
+            vfs: Some(vfs),
+        };
+        let pid = self.inner.kernel.create_process(spec).map_err(|errno| Error::Exec { path, errno })?;
+        if let Some(s) = crate::kernel::task::lock(&self.inner.subs).get_mut(id) {
+            s.init = Some(pid);
+        }
+        Ok(pid)
+    }
+
+    /// Kills every process of sub-container `id` and forgets it.
+    pub fn destroy_subcontainer(&self, id: &str) -> Result<(), Error> {
+        let sub = crate::kernel::task::lock(&self.inner.subs).remove(id);
+        if sub.is_none() {
+            return Err(Error::NoContainer(id.to_string()));
+        }
+        self.inner.kernel.signal_all(libc::SIGKILL, Some(id)).map_err(kerr("destroy"))?;
+        if let Some(pid) = sub.and_then(|s| s.init) {
+            let _ = self.inner.kernel.wait_pid(pid);
+        }
+        Ok(())
+    }
+
+    /// The init PID of sub-container `id` (None before it started).
+    pub fn subcontainer_init(&self, id: &str) -> Result<Option<i32>, Error> {
+        crate::kernel::task::lock(&self.inner.subs)
+            .get(id)
+            .map(|s| s.init)
+            .ok_or_else(|| Error::NoContainer(id.to_string()))
+    }
+
+    /// The ids of the sub-containers.
+    pub fn subcontainers(&self) -> Vec<String> {
+        crate::kernel::task::lock(&self.inner.subs).keys().cloned().collect()
     }
 }
 

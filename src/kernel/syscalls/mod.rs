@@ -75,6 +75,11 @@ impl Runner {
         Ok(out)
     }
 
+    /// The task's file namespace.
+    pub fn vfs(&self) -> Arc<crate::kernel::fs::vfs::Vfs> {
+        lock(&self.t.fs()).vfs.clone()
+    }
+
     /// The description behind `fd`.
     pub fn file(&self, fd: u64) -> KResult<Arc<OpenFile>> {
         lock(&self.t.files()).get(fd as i32)
