@@ -460,3 +460,64 @@ fn hostile_clients_do_not_disturb_the_sandbox() {
     let e = good.resume().expect_err("not paused");
     assert_eq!(e.kind(), Some(ErrorKind::InvalidState));
 }
+
+#[test]
+fn sub_containers_share_the_kernel_with_their_own_root() {
+    let sb = Sandbox::create("subs", "sleep 30");
+    let mut c = sb.client();
+    c.start_root().unwrap();
+    // A second container with its own rootfs holding only busybox.
+    let rootfs = sb._dir.path().join("subroot");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::copy(busybox(), rootfs.join("bin/busybox")).unwrap();
+    std::fs::write(rootfs.join("hello.txt"), "only in the sub-container\n").unwrap();
+    let spec = rvisor::simple_spec(
+        rootfs.to_str().unwrap(),
+        "/",
+        &[
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "cat /hello.txt; /bin/busybox ls /; sleep 0.3; exit 4",
+        ],
+        &[],
+    )
+    .unwrap();
+    let out = sb._dir.path().join("sub.txt");
+    let f = std::fs::File::create(&out).unwrap();
+    let null = std::fs::File::open("/dev/null").unwrap();
+    c.create("sub1", &spec, Some([null.as_fd(), f.as_fd(), f.as_fd()]))
+        .expect("create sub-container");
+    let e = c.create("sub1", &spec, None).expect_err("duplicate id");
+    assert_eq!(e.errno().map(|e| e.0), Some(libc::EEXIST), "{e}");
+    c.start("sub1").expect("start sub-container");
+    let ps = c.processes("sub1").unwrap();
+    assert!(
+        !ps.is_empty()
+            && ps
+                .iter()
+                .all(|p| p.cmd.contains("busybox") || p.cmd.contains("sleep")),
+        "{ps:?}"
+    );
+    assert!(
+        !ps.iter().any(|p| p.pid == 1),
+        "the root container's init is not the sub-container's: {ps:?}"
+    );
+    assert_eq!(c.wait("sub1").unwrap().shell_code(), 4);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.starts_with("only in the sub-container\n"), "{text}");
+    assert!(
+        text.contains("hello.txt") && !text.contains("usr"),
+        "the sub-container saw another root: {text}"
+    );
+    // The root container is untouched.
+    assert!(
+        c.processes(&sb.id)
+            .unwrap()
+            .iter()
+            .any(|p| p.pid == 1 && p.state.as_char() != 'Z')
+    );
+    c.destroy("sub1").expect("destroy sub-container");
+    let e = c.processes("sub1").expect_err("destroyed");
+    assert_eq!(e.kind(), Some(ErrorKind::NotFound));
+}

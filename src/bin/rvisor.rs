@@ -187,9 +187,60 @@ fn run_sandbox(spec: oci_spec::runtime::Spec, config: Config) -> Result<i32, Str
         rvisor::loader::filter::install()?;
     }
     let started = loader.start().map_err(|e| e.to_string())?;
+    forward_signals(started.kernel().clone());
     let status = started.wait();
     started.destroy();
     Ok(status.shell_code())
+}
+
+/// Signals that `do` and `run` pass on to the application instead of
+/// dying of them (like a shell running the program in the foreground).
+const FORWARDED: [i32; 6] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGWINCH,
+];
+
+/// Blocks the forwarded signals in this (still single-purpose) thread;
+/// must run before any other thread starts so all inherit the mask.
+fn block_forwarded() {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for s in FORWARDED {
+        if let Ok(sig) = nix::sys::signal::Signal::try_from(s) {
+            set.add(sig);
+        }
+    }
+    let _ = set.thread_block();
+}
+
+/// Forwards signals sent to rvisor to the container's foreground process
+/// group (init's).
+fn forward_signals(k: std::sync::Arc<rvisor::kernel::Kernel>) {
+    let _ = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut set = nix::sys::signal::SigSet::empty();
+            for s in FORWARDED {
+                if let Ok(sig) = nix::sys::signal::Signal::try_from(s) {
+                    set.add(sig);
+                }
+            }
+            while let Ok(sig) = set.wait() {
+                if k.init_status().is_some() {
+                    return;
+                }
+                let pgid = k
+                    .group(1)
+                    .map(|g| rvisor::kernel::task::lock(&g.inner).pgid)
+                    .unwrap_or(1);
+                if k.signal_process_group(pgid, sig as i32).is_err() {
+                    let _ = k.signal_process(1, sig as i32);
+                }
+            }
+        });
 }
 
 fn level_filter(l: rvisor::ctl::LogLevel) -> LevelFilter {
@@ -205,6 +256,9 @@ fn level_filter(l: rvisor::ctl::LogLevel) -> LevelFilter {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.cmd, Cmd::Do { .. } | Cmd::Run { .. }) {
+        block_forwarded();
+    }
     let level: LevelFilter = cli.log_level.parse().unwrap_or(LevelFilter::WARN);
     let (filter, reload) = tracing_subscriber::reload::Layer::new(level);
     let fmt = tracing_subscriber::fmt::layer().with_target(false);

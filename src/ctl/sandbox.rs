@@ -117,7 +117,11 @@ impl SandboxHandler {
 
     /// The root container or a sub-container.
     fn check_any(&self, id: &str) -> Result<(), Response> {
-        if self.is_sub(id) { Ok(()) } else { self.check_id(id) }
+        if self.is_sub(id) {
+            Ok(())
+        } else {
+            self.check_id(id)
+        }
     }
 
     fn check_id(&self, id: &str) -> Result<(), Response> {
@@ -151,7 +155,10 @@ impl SandboxHandler {
     }
 
     fn processes(&self, id: &str) -> Response {
-        let list = self.handle.kernel().processes(Some(if id.is_empty() { self.id.as_str() } else { id }));
+        let list =
+            self.handle
+                .kernel()
+                .processes(Some(if id.is_empty() { self.id.as_str() } else { id }));
         Response::Processes(
             list.into_iter()
                 .map(|p| ProcessInfo {
@@ -286,7 +293,13 @@ impl SandboxHandler {
 }
 
 fn devnull3() -> std::io::Result<[OwnedFd; 3]> {
-    let f = || -> std::io::Result<OwnedFd> { Ok(std::fs::File::options().read(true).write(true).open("/dev/null")?.into()) };
+    let f = || -> std::io::Result<OwnedFd> {
+        Ok(std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open("/dev/null")?
+            .into())
+    };
     Ok([f()?, f()?, f()?])
 }
 
@@ -313,7 +326,12 @@ impl Handler for SandboxHandler {
                 let stdio = match fds.len() {
                     3 => match <[OwnedFd; 3]>::try_from(fds) {
                         Ok(s) => s,
-                        Err(_) => return (Response::error(ErrorKind::BadRequest, "bad stdio"), Vec::new()),
+                        Err(_) => {
+                            return (
+                                Response::error(ErrorKind::BadRequest, "bad stdio"),
+                                Vec::new(),
+                            );
+                        }
                     },
                     _ => match devnull3() {
                         Ok(s) => s,
@@ -322,18 +340,26 @@ impl Handler for SandboxHandler {
                 };
                 self.with_loader(|l| match l {
                     AnyLoader::Started(l) => {
-                        let config = loader::Config { tmp_tmpfs: true, ..Default::default() };
-                        l.create_subcontainer(&id, &spec, &config, stdio).map_or_else(err, |_| Response::Ok)
+                        let config = loader::Config {
+                            tmp_tmpfs: true,
+                            ..Default::default()
+                        };
+                        l.create_subcontainer(&id, &spec, &config, stdio)
+                            .map_or_else(err, |_| Response::Ok)
                     }
                     other => invalid_state("Create", other.state_name()),
                 })
             }
             Request::Start { id } => self.with_loader(|l| match l {
-                AnyLoader::Started(l) => l.start_subcontainer(&id).map_or_else(err, |_| Response::Ok),
+                AnyLoader::Started(l) => {
+                    l.start_subcontainer(&id).map_or_else(err, |_| Response::Ok)
+                }
                 other => invalid_state("Start", other.state_name()),
             }),
             Request::Destroy { id } if self.is_sub(&id) => self.with_loader(|l| match l {
-                AnyLoader::Started(l) => l.destroy_subcontainer(&id).map_or_else(err, |_| Response::Ok),
+                AnyLoader::Started(l) => l
+                    .destroy_subcontainer(&id)
+                    .map_or_else(err, |_| Response::Ok),
                 other => invalid_state("Destroy", other.state_name()),
             }),
             Request::Destroy { id } => match self.check_id(&id) {
@@ -359,7 +385,10 @@ impl Handler for SandboxHandler {
             Request::Wait { id } if self.is_sub(&id) => match self.sub_init(&id) {
                 Some(pid) => match self.handle.kernel().wait_pid(pid) {
                     Ok(st) => Response::WaitStatus(WaitStatus(st)),
-                    Err(e) => Response::Error(CtlError::from_errno(e, format!("wait for container {id:?}: {e}"))),
+                    Err(e) => Response::Error(CtlError::from_errno(
+                        e,
+                        format!("wait for container {id:?}: {e}"),
+                    )),
                 },
                 None => invalid_state("Wait", "created"),
             },

@@ -65,6 +65,31 @@ pub struct Usage {
     pub pids: u64,
 }
 
+/// Where `execvp` would find `name`: itself if it contains a slash, else
+/// the first executable regular file of that name on the environment's
+/// PATH (OCI runtimes resolve the container's argv[0] this way).
+fn find_program(vfs: &super::fs::vfs::Vfs, cwd: &[u8], name: &[u8], envp: &[Vec<u8>]) -> Vec<u8> {
+    if name.contains(&b'/') || name.is_empty() {
+        return name.to_vec();
+    }
+    let path = envp
+        .iter()
+        .find_map(|e| e.strip_prefix(b"PATH="))
+        .unwrap_or(b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(|b| *b == b':').filter(|d| !d.is_empty()) {
+        let mut cand = dir.to_vec();
+        cand.push(b'/');
+        cand.extend_from_slice(name);
+        if let Ok(st) = vfs.stat(cwd, &cand, true)
+            && st.file_type() == libc::S_IFREG
+            && st.st_mode & 0o111 != 0
+        {
+            return cand;
+        }
+    }
+    name.to_vec()
+}
+
 impl Kernel {
     /// Starts a process: a new thread group that execs `spec.argv[0]`.
     /// Returns its PID once the exec succeeded (or the exec's error).
@@ -133,7 +158,8 @@ impl Kernel {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let argv = spec.argv.clone();
         let envp = spec.envp.clone();
-        let path = argv[0].clone();
+        let vfs = spec.vfs.clone().unwrap_or_else(|| self.vfs.clone());
+        let path = find_program(&vfs, &spec.cwd, &argv[0], &envp);
         // SAFETY: user_regs_struct is plain data; zero is a valid value.
         let regs: crate::platform::Regs = unsafe { std::mem::zeroed() };
         run::spawn(

@@ -360,8 +360,8 @@ impl ProcFs {
             [b"status"] => file(pid_status(g, task.as_deref())),
             [b"maps"] => file(task.map(|t| maps(&t, false)).unwrap_or_default()),
             [b"smaps"] => file(task.map(|t| maps(&t, true)).unwrap_or_default()),
-            [b"mounts"] => file(mounts_text(&k.vfs.mounts())),
-            [b"mountinfo"] => file(mountinfo_text(&k.vfs.mounts())),
+            [b"mounts"] => file(mounts_text(&task_vfs(k, task.as_deref()).mounts())),
+            [b"mountinfo"] => file(mountinfo_text(&task_vfs(k, task.as_deref()).mounts())),
             [b"cgroup"] => file(b"0::/\n".to_vec()),
             [b"oom_score_adj"] => with_perm(Node::File(b"0\n".to_vec()), 0o644),
             [b"limits"] => file(limits(g)),
@@ -396,8 +396,7 @@ impl ProcFs {
                     flags |= libc::O_CLOEXEC;
                 }
                 let st = f.ops.stat().unwrap_or_default();
-                let mnt = k
-                    .vfs
+                let mnt = task_vfs(k, Some(&t))
                     .mounts()
                     .iter()
                     .find(|m| m.dev == st.st_dev)
@@ -490,6 +489,15 @@ impl ProcFs {
             rss = rss / 4096,
         )
         .into_bytes()
+    }
+}
+
+/// The file namespace of `t`'s container (the root container's if the
+/// process has no live thread).
+fn task_vfs(k: &Kernel, t: Option<&Task>) -> Arc<super::fs::vfs::Vfs> {
+    match t {
+        Some(t) => lock(&t.fs()).vfs.clone(),
+        None => k.vfs.clone(),
     }
 }
 

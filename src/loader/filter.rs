@@ -59,6 +59,10 @@ pub const ALLOWED: &[&str] = &[
     "rt_sigprocmask",
     "rt_sigreturn",
     "sigaltstack",
+    "rt_sigtimedwait",
+    "readlink",
+    "unlink",
+    "rmdir",
     // Files: the host root through openat2, host stdio, the memory file.
     "openat",
     "openat2",

@@ -342,7 +342,9 @@ impl Loader<Created> {
             strace: args.config.strace,
             hostname: args.spec.hostname().clone().unwrap_or_default(),
         };
-        let kernel = Kernel::new(vfs, &kcfg).map_err(io_err("starting the kernel"))?;
+        let kernel = Kernel::new(vfs.clone(), &kcfg).map_err(io_err("starting the kernel"))?;
+        // Spec mounts go on once the kernel exists (a `proc` mount needs it).
+        mounts::apply(&vfs, &args.spec).map_err(Error::Spec)?;
         Ok(Loader {
             inner: Box::new(Inner {
                 id: id.to_string(),
@@ -465,29 +467,60 @@ fn container_parts(
     config: &Config,
     stdio: [OwnedFd; 3],
 ) -> Result<(RootProcess, Arc<Vfs>), Error> {
-    let process = spec.process().as_ref().ok_or_else(|| Error::Spec("no process".into()))?;
-    let argv: Vec<Vec<u8>> =
-        process.args().as_ref().map(|a| a.iter().map(|s| s.clone().into_bytes()).collect()).unwrap_or_default();
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::Spec("no process".into()))?;
+    let argv: Vec<Vec<u8>> = process
+        .args()
+        .as_ref()
+        .map(|a| a.iter().map(|s| s.clone().into_bytes()).collect())
+        .unwrap_or_default();
     if argv.is_empty() {
         return Err(Error::Spec("process.args is empty".into()));
     }
-    let envp = process.env().as_ref().map(|e| e.iter().map(|s| s.clone().into_bytes()).collect()).unwrap_or_default();
+    let envp = process
+        .env()
+        .as_ref()
+        .map(|e| e.iter().map(|s| s.clone().into_bytes()).collect())
+        .unwrap_or_default();
     let cwd = process.cwd().to_string_lossy().into_owned().into_bytes();
     if cwd.first() != Some(&b'/') {
-        return Err(Error::Spec(format!("process.cwd must be absolute, got {:?}", process.cwd())));
+        return Err(Error::Spec(format!(
+            "process.cwd must be absolute, got {:?}",
+            process.cwd()
+        )));
     }
-    let root = spec.root().as_ref().ok_or_else(|| Error::Spec("no root".into()))?;
-    let mode = if root.readonly().unwrap_or(false) { RootMode::ReadOnly } else { config.root_mode };
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| Error::Spec("no root".into()))?;
+    let mode = if root.readonly().unwrap_or(false) {
+        RootMode::ReadOnly
+    } else {
+        config.root_mode
+    };
     let vfs = Arc::new(Vfs::new(root.path(), mode).map_err(io_err("opening the root filesystem"))?);
     if config.tmp_tmpfs && !spec_mounts_at(spec, "/tmp") {
         // Like gVisor: a fresh tmpfs at /tmp, unless the image has files
         // there that it would hide.
         vfs.mount_tmpfs_if_empty(b"/tmp", None);
     }
-    mounts::apply(&vfs, spec).map_err(Error::Spec)?;
     let user = process.user();
-    let cred = Cred { uid: (user.uid(), user.uid(), user.uid()), gid: (user.gid(), user.gid(), user.gid()) };
-    Ok((RootProcess { argv, envp, cwd, cred, stdio }, vfs))
+    let cred = Cred {
+        uid: (user.uid(), user.uid(), user.uid()),
+        gid: (user.gid(), user.gid(), user.gid()),
+    };
+    Ok((
+        RootProcess {
+            argv,
+            envp,
+            cwd,
+            cred,
+            stdio,
+        },
+        vfs,
+    ))
 }
 
 impl Loader<Started> {
@@ -501,15 +534,29 @@ impl Loader<Started> {
         stdio: [OwnedFd; 3],
     ) -> Result<(), Error> {
         if id == self.inner.id || id.is_empty() {
-            return Err(Error::Kernel { context: format!("create container {id:?}"), errno: Errno::EEXIST });
+            return Err(Error::Kernel {
+                context: format!("create container {id:?}"),
+                errno: Errno::EEXIST,
+            });
         }
         let mut subs = crate::kernel::task::lock(&self.inner.subs);
         if subs.contains_key(id) {
-            return Err(Error::Kernel { context: format!("create container {id:?}"), errno: Errno::EEXIST });
+            return Err(Error::Kernel {
+                context: format!("create container {id:?}"),
+                errno: Errno::EEXIST,
+            });
         }
         let (process, vfs) = container_parts(spec, config, stdio)?;
         self.inner.kernel.mount_proc(&vfs);
-        subs.insert(id.to_string(), SubContainer { vfs, pending: Some(process), init: None });
+        mounts::apply(&vfs, spec).map_err(Error::Spec)?;
+        subs.insert(
+            id.to_string(),
+            SubContainer {
+                vfs,
+                pending: Some(process),
+                init: None,
+            },
+        );
         Ok(())
     }
 
@@ -517,7 +564,9 @@ impl Loader<Started> {
     pub fn start_subcontainer(&self, id: &str) -> Result<i32, Error> {
         let (process, vfs) = {
             let mut subs = crate::kernel::task::lock(&self.inner.subs);
-            let sub = subs.get_mut(id).ok_or_else(|| Error::NoContainer(id.to_string()))?;
+            let sub = subs
+                .get_mut(id)
+                .ok_or_else(|| Error::NoContainer(id.to_string()))?;
             let p = sub.pending.take().ok_or_else(|| Error::Kernel {
                 context: format!("start container {id:?}: already started"),
                 errno: Errno::EINVAL,
@@ -534,7 +583,11 @@ impl Loader<Started> {
             container: id.to_string(),
             vfs: Some(vfs),
         };
-        let pid = self.inner.kernel.create_process(spec).map_err(|errno| Error::Exec { path, errno })?;
+        let pid = self
+            .inner
+            .kernel
+            .create_process(spec)
+            .map_err(|errno| Error::Exec { path, errno })?;
         if let Some(s) = crate::kernel::task::lock(&self.inner.subs).get_mut(id) {
             s.init = Some(pid);
         }
@@ -547,7 +600,10 @@ impl Loader<Started> {
         if sub.is_none() {
             return Err(Error::NoContainer(id.to_string()));
         }
-        self.inner.kernel.signal_all(libc::SIGKILL, Some(id)).map_err(kerr("destroy"))?;
+        self.inner
+            .kernel
+            .signal_all(libc::SIGKILL, Some(id))
+            .map_err(kerr("destroy"))?;
         if let Some(pid) = sub.and_then(|s| s.init) {
             let _ = self.inner.kernel.wait_pid(pid);
         }
@@ -564,7 +620,10 @@ impl Loader<Started> {
 
     /// The ids of the sub-containers.
     pub fn subcontainers(&self) -> Vec<String> {
-        crate::kernel::task::lock(&self.inner.subs).keys().cloned().collect()
+        crate::kernel::task::lock(&self.inner.subs)
+            .keys()
+            .cloned()
+            .collect()
     }
 }
 

@@ -392,9 +392,22 @@ impl AddressSpace {
         }
         let old_len = page_up(old_len);
         let new_len = page_up(new_len);
-        let v = self.find(old).cloned().ok_or(Errno::EFAULT)?;
-        if old + old_len > v.end {
-            return Err(Errno::EFAULT);
+        // The old range must be mapped throughout; it may span several
+        // adjacent VMAs (Linux would have merged them).
+        let mut pieces: Vec<Vma> = Vec::new();
+        let mut pos = old;
+        while pos < old + old_len {
+            let v = self.find(pos).ok_or(Errno::EFAULT)?;
+            let mut p = if v.start < pos {
+                v.split_at(pos).1
+            } else {
+                v.clone()
+            };
+            if p.end > old + old_len {
+                p = p.split_at(old + old_len).0;
+            }
+            pos = p.end;
+            pieces.push(p);
         }
         if fixed.is_none() && new_len <= old_len {
             if new_len < old_len {
@@ -411,42 +424,83 @@ impl AddressSpace {
             None if may_move => self.find_free(new_len).ok_or(Errno::ENOMEM)?,
             None => return Err(Errno::ENOMEM),
         };
-        let off_in_vma = old - v.start;
-        let backing = match &v.backing {
-            Backing::File { fd, off } => Backing::File {
-                fd: fd.clone(),
-                off: off + off_in_vma,
-            },
-            Backing::Mem { range, off } if v.shared => {
-                let off = off + off_in_vma;
-                if off + new_len > range.len {
-                    return Err(Errno::ENOMEM);
-                }
-                Backing::Mem {
-                    range: range.clone(),
-                    off,
-                }
-            }
-            Backing::Mem { range, off } => {
-                let nr = self.mf.alloc(new_len).ok_or(Errno::ENOMEM)?;
-                let copy = old_len.min(new_len);
-                self.mf.copy(nr.off, range.off + off + off_in_vma, copy);
-                Backing::Mem { range: nr, off: 0 }
-            }
-        };
-        let mut name = v.name.clone();
-        if let VmaName::File { offset, .. } = &mut name {
-            *offset += off_in_vma;
+        if let Some(d) = fixed
+            && d < old + old_len
+            && old < d + new_len
+        {
+            return Err(Errno::EINVAL);
         }
-        // Drop the old records (without releasing pages of shared memory).
-        if dest != old {
-            self.unmap(ops, old, old_len)?;
+        // The pages keep their backing: moving or growing copies nothing
+        // (growing a private mapping adds a fresh tail next to it).
+        let last = pieces.last().cloned().ok_or(Errno::EFAULT)?;
+        let tail_len = new_len.saturating_sub(old_len);
+        let tail = if tail_len > 0 {
+            let piece_len = last.end - last.start;
+            let backing = match &last.backing {
+                Backing::File { fd, off } => Backing::File {
+                    fd: fd.clone(),
+                    off: off + piece_len,
+                },
+                Backing::Mem { range, off } if last.shared => {
+                    let off = off + piece_len;
+                    if off + tail_len > range.len {
+                        return Err(Errno::ENOMEM);
+                    }
+                    Backing::Mem {
+                        range: range.clone(),
+                        off,
+                    }
+                }
+                Backing::Mem { .. } => Backing::Mem {
+                    range: self.mf.alloc(tail_len).ok_or(Errno::ENOMEM)?,
+                    off: 0,
+                },
+            };
+            let mut name = last.name.clone();
+            if let VmaName::File { offset, .. } = &mut name {
+                *offset += piece_len;
+            }
+            Some((backing, name))
         } else {
+            None
+        };
+        if dest != old {
+            // Forget the old records without releasing their pages.
             self.split(old);
             self.split(old + old_len);
-            self.vmas.remove(&old);
+            let keys: Vec<u64> = self
+                .vmas
+                .range(old..old + old_len)
+                .map(|(k, _)| *k)
+                .collect();
+            for k in keys {
+                self.vmas.remove(&k);
+            }
+            ops.unmap(old, old_len).map_err(host_err)?;
+            for p in &pieces {
+                let at = dest + (p.start - old);
+                self.insert(
+                    ops,
+                    at,
+                    p.end - p.start,
+                    p.prot,
+                    p.shared,
+                    p.backing.clone(),
+                    p.name.clone(),
+                )?;
+            }
         }
-        self.insert(ops, dest, new_len, v.prot, v.shared, backing, name)?;
+        if let Some((backing, name)) = tail {
+            self.insert(
+                ops,
+                dest + old_len,
+                tail_len,
+                last.prot,
+                last.shared,
+                backing,
+                name,
+            )?;
+        }
         Ok(dest)
     }
 

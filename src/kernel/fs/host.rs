@@ -1017,8 +1017,11 @@ impl FileOps for HostStream {
     }
 
     fn proc_name(&self) -> Option<String> {
-        let l = std::fs::read_link(format!("/proc/self/fd/{}", self.fd.as_raw_fd())).ok()?;
-        let b = l.as_os_str().as_bytes();
+        // readlinkat, not readlink: the sandbox's seccomp filter allows
+        // only the former.
+        let link = format!("/proc/self/fd/{}", self.fd.as_raw_fd());
+        let l = nix::fcntl::readlinkat(nix::fcntl::AT_FDCWD, link.as_str()).ok()?;
+        let b = l.as_bytes();
         if b.starts_with(b"pipe:") || b.starts_with(b"socket:") || b.starts_with(b"anon_inode:") {
             Some(String::from_utf8_lossy(b).into_owned())
         } else {

@@ -865,30 +865,43 @@ impl Vfs {
     /// The mount table, parents before children (shorter mount points
     /// first, then in mount order).
     pub fn mounts(&self) -> Vec<MountInfo> {
-        let mounts = self.mounts.read().unwrap_or_else(|e| e.into_inner());
-        let mut order: Vec<&Mount> = mounts.iter().collect();
-        order.sort_by_key(|m| (m.at.len(), m.id));
-        let parent_of = |m: &Mount| -> usize {
-            if m.at == b"/" {
-                return m.id;
-            }
-            mounts
+        let (infos, roots) = {
+            let mounts = self.mounts.read().unwrap_or_else(|e| e.into_inner());
+            let mut order: Vec<&Mount> = mounts.iter().collect();
+            order.sort_by_key(|m| (m.at.len(), m.id));
+            let parent_of = |m: &Mount| -> usize {
+                if m.at == b"/" {
+                    return m.id;
+                }
+                mounts
+                    .iter()
+                    .filter(|p| p.at != m.at && path::is_within(&m.at, &p.at))
+                    .max_by_key(|p| p.at.len())
+                    .map_or(m.id, |p| p.id)
+            };
+            let infos: Vec<MountInfo> = order
                 .iter()
-                .filter(|p| p.at != m.at && path::is_within(&m.at, &p.at))
-                .max_by_key(|p| p.at.len())
-                .map_or(m.id, |p| p.id)
+                .map(|m| MountInfo {
+                    path: m.at.clone(),
+                    fs_type: m.fs.fs_type(),
+                    read_only: m.fs.read_only(),
+                    id: m.id,
+                    parent: parent_of(m),
+                    dev: 0,
+                    source: m.source.clone(),
+                    data: m.data.clone(),
+                })
+                .collect();
+            let roots: Vec<Arc<dyn MountFs>> = order.iter().map(|m| m.fs.clone()).collect();
+            (infos, roots)
         };
-        order
+        // Filesystems are asked outside the table's lock.
+        infos
             .into_iter()
-            .map(|m| MountInfo {
-                path: m.at.clone(),
-                fs_type: m.fs.fs_type(),
-                read_only: m.fs.read_only(),
-                id: m.id,
-                parent: parent_of(m),
-                dev: m.fs.lstat(b"").map(|s| s.st_dev).unwrap_or(0),
-                source: m.source.clone(),
-                data: m.data.clone(),
+            .zip(roots)
+            .map(|(mut i, fs)| {
+                i.dev = fs.lstat(b"").map(|s| s.st_dev).unwrap_or(0);
+                i
             })
             .collect()
     }

@@ -85,6 +85,11 @@ impl Runner {
                 let n = f.ops.write(&buf[done..], Some(*p))?;
                 *p += n as u64;
                 Ok(n)
+            } else if f.ops.seekable() && pos.is_some() && f.flags() & libc::O_APPEND != 0 {
+                // Linux's pwrite(2) on an O_APPEND file appends, whatever
+                // the offset (see BUGS in pwrite(2)).
+                let size = f.ops.stat()?.st_size as u64;
+                f.ops.write(&buf[done..], Some(size))
             } else {
                 f.ops.write(&buf[done..], pos.map(|p| p + done as u64))
             };
@@ -360,9 +365,9 @@ fn do_open_scoped(
     };
     let umask = lock(&r.t.fs()).umask;
     let creds = r.creds();
-    let f =
-        r.k.vfs
-            .open_scoped(&cwd, path, flags, mode & 0o7777 & !umask, &creds, scope)?;
+    let f = r
+        .vfs()
+        .open_scoped(&cwd, path, flags, mode & 0o7777 & !umask, &creds, scope)?;
     r.install(f, flags & libc::O_CLOEXEC != 0)
 }
 
@@ -484,7 +489,8 @@ pub fn close(r: &mut Runner, a: A) -> KResult<u64> {
 /// fcntl(2): closing any descriptor of a file releases the POSIX record
 /// locks the process holds on it.
 fn release_posix_locks(r: &Runner, f: &OpenFile) {
-    let locks = r.k.vfs.locks();
+    let vfs = r.vfs();
+    let locks = vfs.locks();
     if !locks.any() {
         return;
     }
@@ -624,7 +630,8 @@ const LOCK_RECHECK: Duration = Duration::from_millis(50);
 /// Installs the close hook that releases `f`'s flock and OFD locks on
 /// `key` when its last descriptor closes.
 fn hook_ofd_locks(r: &Runner, f: &OpenFile, key: FileKey) {
-    let locks = r.k.vfs.locks();
+    let vfs = r.vfs();
+    let locks = vfs.locks();
     if locks.needs_hook(f.id, key) {
         let w = Arc::downgrade(locks);
         f.on_close(Box::new(move |id| {
@@ -638,7 +645,7 @@ fn hook_ofd_locks(r: &Runner, f: &OpenFile, key: FileKey) {
 /// Retries `attempt` until it stops failing with EAGAIN, sleeping on the
 /// lock table's wait queue (interruptible).
 fn wait_for_lock(r: &mut Runner, mut attempt: impl FnMut() -> KResult<()>) -> KResult<()> {
-    let locks = r.k.vfs.locks().clone();
+    let locks = r.vfs().locks().clone();
     loop {
         let res = r.block(
             &[locks.wait_queue()],
@@ -670,7 +677,7 @@ pub fn flock(r: &mut Runner, a: A) -> KResult<u64> {
         _ => return Err(Errno::EINVAL),
     };
     let key = file_key(&f)?;
-    let locks = r.k.vfs.locks().clone();
+    let locks = r.vfs().locks().clone();
     if want.is_some() {
         hook_ofd_locks(r, &f, key);
     }
@@ -755,7 +762,7 @@ fn record_lock(r: &mut Runner, f: &Arc<OpenFile>, cmd: i32, addr: u64) -> KResul
     } else {
         LockOwner::Process(Arc::downgrade(&r.t.tg), r.t.tg.tgid)
     };
-    let locks = r.k.vfs.locks().clone();
+    let locks = r.vfs().locks().clone();
     if matches!(cmd, libc::F_GETLK | libc::F_OFD_GETLK) {
         let Some(write) = want else {
             return Err(Errno::EINVAL);
@@ -865,7 +872,7 @@ fn stat_at(r: &mut Runner, dirfd: u64, path: &[u8], flags: i32) -> KResult<Stat>
         return r.file(dirfd)?.ops.stat();
     }
     let cwd = r.dir_path(dirfd, path)?;
-    r.k.vfs
+    r.vfs()
         .stat(&cwd, path, flags & libc::AT_SYMLINK_NOFOLLOW == 0)
 }
 
@@ -962,7 +969,7 @@ pub fn statx(r: &mut Runner, a: A) -> KResult<u64> {
 pub fn statfs(r: &mut Runner, a: A) -> KResult<u64> {
     let p = r.read_path(a[0])?;
     let cwd = r.dir_path(libc::AT_FDCWD as u64, &p)?;
-    let s = r.k.vfs.statfs(&cwd, &p)?;
+    let s = r.vfs().statfs(&cwd, &p)?;
     r.write_val(a[1], &s)?;
     Ok(0)
 }
@@ -974,7 +981,7 @@ pub fn fstatfs(r: &mut Runner, a: A) -> KResult<u64> {
     } else {
         f.path.clone()
     };
-    let s = r.k.vfs.statfs(b"/", &path)?;
+    let s = r.vfs().statfs(b"/", &path)?;
     r.write_val(a[1], &s)?;
     Ok(0)
 }
@@ -1041,12 +1048,12 @@ pub fn getcwd(r: &mut Runner, a: A) -> KResult<u64> {
 }
 
 fn set_cwd(r: &mut Runner, base: &[u8], path: &[u8]) -> KResult<u64> {
-    let resolved = r.k.vfs.resolve(base, path, true)?;
-    let st = r.k.vfs.stat(b"/", &resolved, true)?;
+    let resolved = r.vfs().resolve(base, path, true)?;
+    let st = r.vfs().stat(b"/", &resolved, true)?;
     if !st.is_dir() {
         return Err(Errno::ENOTDIR);
     }
-    r.k.vfs
+    r.vfs()
         .access(b"/", &resolved, libc::X_OK, true, &r.creds())?;
     lock(&r.t.fs()).cwd = resolved;
     Ok(0)
@@ -1076,14 +1083,14 @@ pub fn mkdirat(r: &mut Runner, a: A) -> KResult<u64> {
     let p = r.read_path(a[1])?;
     let cwd = r.dir_path(a[0], &p)?;
     let umask = lock(&r.t.fs()).umask;
-    r.k.vfs
+    r.vfs()
         .mkdir(&cwd, &p, a[2] as u32 & 0o7777 & !umask, &r.creds())?;
     Ok(0)
 }
 pub fn rmdir(r: &mut Runner, a: A) -> KResult<u64> {
     let p = r.read_path(a[0])?;
     let cwd = r.dir_path(libc::AT_FDCWD as u64, &p)?;
-    r.k.vfs.rmdir(&cwd, &p, &r.creds())?;
+    r.vfs().rmdir(&cwd, &p, &r.creds())?;
     Ok(0)
 }
 pub fn unlink(r: &mut Runner, a: A) -> KResult<u64> {
@@ -1093,9 +1100,9 @@ pub fn unlinkat(r: &mut Runner, a: A) -> KResult<u64> {
     let p = r.read_path(a[1])?;
     let cwd = r.dir_path(a[0], &p)?;
     if a[2] as i32 & libc::AT_REMOVEDIR != 0 {
-        r.k.vfs.rmdir(&cwd, &p, &r.creds())?;
+        r.vfs().rmdir(&cwd, &p, &r.creds())?;
     } else {
-        r.k.vfs.unlink(&cwd, &p, &r.creds())?;
+        r.vfs().unlink(&cwd, &p, &r.creds())?;
     }
     Ok(0)
 }
@@ -1120,7 +1127,7 @@ pub fn renameat2(r: &mut Runner, a: A) -> KResult<u64> {
     let new = r.read_path(a[3])?;
     let c1 = r.dir_path(a[0], &old)?;
     let c2 = r.dir_path(a[2], &new)?;
-    r.k.vfs
+    r.vfs()
         .rename(&c1, &old, &c2, &new, a[4] as u32, &r.creds())?;
     Ok(0)
 }
@@ -1142,7 +1149,7 @@ pub fn linkat(r: &mut Runner, a: A) -> KResult<u64> {
     let new = r.read_path(a[3])?;
     let c1 = r.dir_path(a[0], &old)?;
     let c2 = r.dir_path(a[2], &new)?;
-    r.k.vfs.link(
+    r.vfs().link(
         &c1,
         &old,
         &c2,
@@ -1159,7 +1166,7 @@ pub fn symlinkat(r: &mut Runner, a: A) -> KResult<u64> {
     let target = r.read_path(a[0])?;
     let p = r.read_path(a[2])?;
     let cwd = r.dir_path(a[1], &p)?;
-    r.k.vfs.symlink(&target, &cwd, &p, &r.creds())?;
+    r.vfs().symlink(&target, &cwd, &p, &r.creds())?;
     Ok(0)
 }
 pub fn readlink(r: &mut Runner, a: A) -> KResult<u64> {
@@ -1174,7 +1181,7 @@ pub fn readlinkat(r: &mut Runner, a: A) -> KResult<u64> {
         return Err(Errno::EINVAL);
     }
     let cwd = r.dir_path(a[0], &p)?;
-    let target = r.k.vfs.readlink(&cwd, &p)?;
+    let target = r.vfs().readlink(&cwd, &p)?;
     let n = target.len().min(a[3] as usize);
     r.write_mem(a[2], &target[..n])?;
     Ok(n as u64)
@@ -1186,6 +1193,10 @@ pub fn faccessat(r: &mut Runner, a: A) -> KResult<u64> {
     faccessat2(r, [a[0], a[1], a[2], 0, 0, 0])
 }
 pub fn faccessat2(r: &mut Runner, a: A) -> KResult<u64> {
+    let flags = a[3] as i32;
+    if flags & !(libc::AT_EACCESS | libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
     let p = read_path_or_empty(r, a[1])?;
     if p.is_empty() {
         if a[3] as i32 & libc::AT_EMPTY_PATH != 0 {
@@ -1198,12 +1209,19 @@ pub fn faccessat2(r: &mut Runner, a: A) -> KResult<u64> {
         return Err(Errno::EINVAL);
     }
     let cwd = r.dir_path(a[0], &p)?;
-    r.k.vfs.access(
+    // access(2) checks with the real ids, AT_EACCESS with the effective.
+    let mut creds = r.creds();
+    if flags & libc::AT_EACCESS == 0 {
+        let c = lock(&r.t.tg.inner).cred;
+        creds.uid = c.uid.0;
+        creds.gid = c.gid.0;
+    }
+    r.vfs().access(
         &cwd,
         &p,
         a[2] as i32,
-        a[3] as i32 & libc::AT_SYMLINK_NOFOLLOW == 0,
-        &r.creds(),
+        flags & libc::AT_SYMLINK_NOFOLLOW == 0,
+        &creds,
     )?;
     Ok(0)
 }
@@ -1213,7 +1231,7 @@ pub fn chmod(r: &mut Runner, a: A) -> KResult<u64> {
 pub fn fchmodat(r: &mut Runner, a: A) -> KResult<u64> {
     let p = r.read_path(a[1])?;
     let cwd = r.dir_path(a[0], &p)?;
-    r.k.vfs.chmod(&cwd, &p, a[2] as u32 & 0o7777, &r.creds())?;
+    r.vfs().chmod(&cwd, &p, a[2] as u32 & 0o7777, &r.creds())?;
     Ok(0)
 }
 pub fn fchmod(r: &mut Runner, a: A) -> KResult<u64> {
@@ -1222,7 +1240,7 @@ pub fn fchmod(r: &mut Runner, a: A) -> KResult<u64> {
         return Ok(0);
     }
     let p = f.path.clone();
-    r.k.vfs.chmod(b"/", &p, a[1] as u32 & 0o7777, &r.creds())?;
+    r.vfs().chmod(b"/", &p, a[1] as u32 & 0o7777, &r.creds())?;
     Ok(0)
 }
 fn id_opt(v: u64) -> Option<u32> {
@@ -1254,7 +1272,7 @@ pub fn fchownat(r: &mut Runner, a: A) -> KResult<u64> {
     } else {
         (r.dir_path(a[0], &p)?, p)
     };
-    r.k.vfs.chown(
+    r.vfs().chown(
         &cwd,
         &p,
         id_opt(a[2]),
@@ -1269,7 +1287,7 @@ pub fn fchown(r: &mut Runner, a: A) -> KResult<u64> {
     if p.is_empty() {
         return Ok(0);
     }
-    r.k.vfs
+    r.vfs()
         .chown(b"/", &p, id_opt(a[1]), id_opt(a[2]), true, &r.creds())?;
     Ok(0)
 }
@@ -1303,7 +1321,7 @@ pub fn utimensat(r: &mut Runner, a: A) -> KResult<u64> {
     if p.is_empty() {
         return Ok(0);
     }
-    r.k.vfs.utimens(&cwd, &p, times, follow, &r.creds())?;
+    r.vfs().utimens(&cwd, &p, times, follow, &r.creds())?;
     Ok(0)
 }
 
@@ -1322,7 +1340,7 @@ pub fn futimesat(r: &mut Runner, a: A) -> KResult<u64> {
     let p = r.read_path(a[1])?;
     let cwd = r.dir_path(a[0], &p)?;
     let times = timeval_times(r, a[2])?;
-    r.k.vfs.utimens(&cwd, &p, times, true, &r.creds())?;
+    r.vfs().utimens(&cwd, &p, times, true, &r.creds())?;
     Ok(0)
 }
 
@@ -1332,7 +1350,7 @@ pub fn truncate(r: &mut Runner, a: A) -> KResult<u64> {
         return Err(Errno::EINVAL);
     }
     let cwd = r.dir_path(libc::AT_FDCWD as u64, &p)?;
-    r.k.vfs.truncate(&cwd, &p, a[1], &r.creds())?;
+    r.vfs().truncate(&cwd, &p, a[1], &r.creds())?;
     Ok(0)
 }
 pub fn ftruncate(r: &mut Runner, a: A) -> KResult<u64> {
@@ -1856,9 +1874,9 @@ pub fn memfd_create(r: &mut Runner, a: A) -> KResult<u64> {
         return Err(Errno::EINVAL);
     }
     let shown = format!("/memfd:{} (deleted)", String::from_utf8_lossy(&name));
-    let f =
-        r.k.vfs
-            .anonymous_file(shown, &r.creds(), libc::O_RDWR | 0o100000)?;
+    let f = r
+        .vfs()
+        .anonymous_file(shown, &r.creds(), libc::O_RDWR | 0o100000)?;
     r.install(f, flags & MFD_CLOEXEC != 0)
 }
 
@@ -2130,7 +2148,7 @@ pub fn mknodat(r: &mut Runner, a: A) -> KResult<u64> {
     let umask = lock(&r.t.fs()).umask;
     let mode = a[2] as u32;
     let mode = (mode & libc::S_IFMT) | (mode & 0o7777 & !umask);
-    r.k.vfs.mknod(&cwd, &p, mode, a[3], &r.creds())?;
+    r.vfs().mknod(&cwd, &p, mode, a[3], &r.creds())?;
     Ok(0)
 }
 
