@@ -315,11 +315,16 @@ fn debug_logging_and_unsupported_operations() {
         "{}",
         stacks.stdout_str()
     );
-    // Not there yet: typed Unsupported, and the sandbox keeps serving.
-    let img = std::fs::File::create(sb._dir.path().join("img")).unwrap();
+    // Profiling is not there yet: typed Unsupported, and the sandbox keeps
+    // serving.
+    let prof = std::fs::File::create(sb._dir.path().join("prof")).unwrap();
     let e = c
-        .checkpoint(Default::default(), img.as_fd())
-        .expect_err("checkpoint");
+        .profile(
+            rvisor::ctl::ProfileKind::Cpu,
+            Duration::from_millis(10),
+            prof.as_fd(),
+        )
+        .expect_err("profile");
     assert_eq!(e.kind(), Some(ErrorKind::Unsupported), "{e}");
     assert!(c.processes(&sb.id).is_ok());
     // Unknown container ids are NotFound.

@@ -205,3 +205,26 @@ guest_test!(
         "timers ok",
     ]
 );
+guest_test!(
+    pty,
+    status = 0,
+    expect = [
+        "open while locked: -1 EIO",
+        "default termios: iflag=0x500 oflag=0x5 cflag=0xbf lflag=0x8a3b",
+        "master reads what it wrote: 'bye\\r\\n'",
+        "child: TIOCSCTTY: 0",
+        "child: ttyname matches ptsname: 1",
+        "parent: typed 'junk\\x15helo\\x7flo\\r', echo 'junk\\x08 \\x08\\x08 \\x08\\x08 \\x08\\x08 \\x08helo\\x08 \\x08lo\\r\\n'",
+        "child: canonical read 1: 6 bytes 'hello\\n'",
+        "child: canonical read 3: 0 bytes ''",
+        "child: window 24x80, SIGWINCH received: 1",
+        "parent: echo of VINTR: '^C'",
+        "child: SIGINT received: 1, then read 6 bytes 'after\\n'",
+        "parent: slave output with OPOST then without: 'out\\r\\nraw\\n'",
+        "child: VMIN=3 read: 3 bytes 'xyz'",
+        "child: VMIN=0 VTIME=2 read with no input: 0",
+        "child: read blocked at hangup: -1 EIO, SIGHUP received: 1",
+        "child: read after hangup: 0",
+        "child: /dev/tty after hangup: -1 ENXIO",
+    ]
+);

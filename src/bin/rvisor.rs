@@ -161,6 +161,25 @@ enum Cmd {
         /// Sandbox id.
         id: String,
     },
+    /// Save a sandbox to a statefile (it ends, unless --leave-running).
+    Checkpoint {
+        /// The statefile to write.
+        #[arg(long)]
+        image_path: std::path::PathBuf,
+        /// Keep the sandbox running after the save.
+        #[arg(long)]
+        leave_running: bool,
+        /// Sandbox id.
+        id: String,
+    },
+    /// Restore a statefile into a new, running sandbox.
+    Restore {
+        /// The statefile to read.
+        #[arg(long)]
+        image_path: std::path::PathBuf,
+        /// Id of the new sandbox.
+        id: String,
+    },
     /// Print the syscall compatibility table.
     Syscalls,
 }
@@ -243,6 +262,14 @@ fn forward_signals(k: std::sync::Arc<rvisor::kernel::Kernel>) {
         });
 }
 
+/// Sets an environment variable for the processes we start (`create`
+/// starts `boot`), while this process is still single-threaded.
+fn set_env_early(k: &str, v: &std::ffi::OsStr) {
+    // SAFETY: called at the top of main, before any other thread exists,
+    // so nothing reads the environment concurrently.
+    unsafe { std::env::set_var(k, v) };
+}
+
 fn level_filter(l: rvisor::ctl::LogLevel) -> LevelFilter {
     use rvisor::ctl::LogLevel::*;
     match l {
@@ -259,11 +286,24 @@ fn main() -> ExitCode {
     if matches!(cli.cmd, Cmd::Do { .. } | Cmd::Run { .. }) {
         block_forwarded();
     }
-    let level: LevelFilter = cli.log_level.parse().unwrap_or(LevelFilter::WARN);
+    // `create` passes its logging flags on to the sandbox process it starts.
+    if let Some(f) = &cli.log_file {
+        set_env_early("RVISOR_LOG_FILE", f.as_os_str());
+        set_env_early("RVISOR_LOG_LEVEL", std::ffi::OsStr::new(&cli.log_level));
+    }
+    let log_file = cli
+        .log_file
+        .clone()
+        .or_else(|| std::env::var_os("RVISOR_LOG_FILE").map(Into::into));
+    let log_level = std::env::var("RVISOR_LOG_LEVEL")
+        .ok()
+        .filter(|_| cli.log_file.is_none())
+        .unwrap_or(cli.log_level.clone());
+    let level: LevelFilter = log_level.parse().unwrap_or(LevelFilter::WARN);
     let (filter, reload) = tracing_subscriber::reload::Layer::new(level);
     let fmt = tracing_subscriber::fmt::layer().with_target(false);
     let registry = tracing_subscriber::registry().with(filter);
-    match cli.log_file.as_ref().map(|p| {
+    match log_file.as_ref().map(|p| {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -370,6 +410,12 @@ fn main() -> ExitCode {
             strace,
             id,
         } => sandboxes::debug(&root, &id, stacks, log_level, strace),
+        Cmd::Checkpoint {
+            image_path,
+            leave_running,
+            id,
+        } => sandboxes::checkpoint(&root, &id, &image_path, leave_running),
+        Cmd::Restore { image_path, id } => sandboxes::restore(&root, &id, &image_path),
         Cmd::Syscalls => {
             for e in rvisor::kernel::syscalls::entries() {
                 if e.name.is_empty() {

@@ -47,7 +47,7 @@ pub type LogLevelHook = Box<dyn Fn(LogLevel) -> Result<(), String> + Send + Sync
 pub struct SandboxHandler {
     id: String,
     loader: Mutex<Option<AnyLoader>>,
-    handle: KernelHandle,
+    handle: Mutex<KernelHandle>,
     links: Mutex<Option<CreateLinksAndRoutes>>,
     shutdown: Mutex<Option<ShutdownHandle>>,
     log_level: Option<LogLevelHook>,
@@ -79,7 +79,7 @@ impl SandboxHandler {
     pub fn new(loader: Loader<Created>, log_level: Option<LogLevelHook>) -> Arc<SandboxHandler> {
         Arc::new(SandboxHandler {
             id: loader.id().to_string(),
-            handle: loader.handle(),
+            handle: Mutex::new(loader.handle()),
             loader: Mutex::new(Some(AnyLoader::Created(loader))),
             links: Mutex::new(None),
             shutdown: Mutex::new(None),
@@ -87,9 +87,29 @@ impl SandboxHandler {
         })
     }
 
+    fn handle(&self) -> KernelHandle {
+        lock(&self.handle).clone()
+    }
+
+    fn kernel(&self) -> Arc<crate::kernel::Kernel> {
+        lock(&self.handle).kernel().clone()
+    }
+
     /// Lets `Destroy` of the root container stop the server.
     pub fn set_shutdown(&self, h: ShutdownHandle) {
         *lock(&self.shutdown) = Some(h);
+    }
+
+    /// Stops the server once the current response has gone out.
+    fn shutdown_soon(&self) {
+        if let Some(h) = lock(&self.shutdown).clone() {
+            let _ = std::thread::Builder::new()
+                .name("ctl-shutdown".into())
+                .spawn(move || {
+                    std::thread::sleep(Duration::from_millis(100));
+                    h.shutdown();
+                });
+        }
     }
 
     /// Whether the root container was destroyed.
@@ -155,10 +175,9 @@ impl SandboxHandler {
     }
 
     fn processes(&self, id: &str) -> Response {
-        let list =
-            self.handle
-                .kernel()
-                .processes(Some(if id.is_empty() { self.id.as_str() } else { id }));
+        let list = self
+            .kernel()
+            .processes(Some(if id.is_empty() { self.id.as_str() } else { id }));
         Response::Processes(
             list.into_iter()
                 .map(|p| ProcessInfo {
@@ -180,8 +199,7 @@ impl SandboxHandler {
     }
 
     fn threads_of(&self, pid: i32) -> Vec<i32> {
-        self.handle
-            .kernel()
+        self.kernel()
             .group(pid)
             .map(|g| {
                 crate::kernel::task::lock(&g.inner)
@@ -195,7 +213,7 @@ impl SandboxHandler {
 
     fn event(&self, id: &str) -> Response {
         let id = if id.is_empty() { self.id.as_str() } else { id };
-        let k = self.handle.kernel();
+        let k = self.kernel();
         let u = k.usage(Some(id));
         let mut usage = std::collections::BTreeMap::new();
         usage.insert(self.id.clone(), k.usage(Some(&self.id)).memory_bytes);
@@ -236,7 +254,7 @@ impl SandboxHandler {
     }
 
     fn stacks(&self) -> Response {
-        let k = self.handle.kernel();
+        let k = self.kernel();
         let tasks = k
             .task_stacks()
             .into_iter()
@@ -269,7 +287,7 @@ impl SandboxHandler {
             (p, _) => p,
         };
         if is_sub && mode == SignalDelivery::AllProcesses {
-            return match self.handle.kernel().signal_all(signo, Some(id)) {
+            return match self.kernel().signal_all(signo, Some(id)) {
                 Ok(()) => Response::Ok,
                 Err(e) => Response::Error(CtlError::from_errno(e, "signal")),
             };
@@ -371,19 +389,17 @@ impl Handler for SandboxHandler {
                         Some(AnyLoader::Paused(l)) => l.destroy(),
                         Some(AnyLoader::Checkpointed(l)) => l.destroy(),
                         None => {
-                            let k = self.handle.kernel();
+                            let k = self.kernel();
                             k.kill_all();
                             k.resume();
                         }
                     }
-                    if let Some(h) = lock(&self.shutdown).as_ref() {
-                        h.shutdown();
-                    }
+                    self.shutdown_soon();
                     Response::Ok
                 }
             },
             Request::Wait { id } if self.is_sub(&id) => match self.sub_init(&id) {
-                Some(pid) => match self.handle.kernel().wait_pid(pid) {
+                Some(pid) => match self.kernel().wait_pid(pid) {
                     Ok(st) => Response::WaitStatus(WaitStatus(st)),
                     Err(e) => Response::Error(CtlError::from_errno(
                         e,
@@ -403,9 +419,9 @@ impl Handler for SandboxHandler {
                                 | AnyLoader::Checkpointed(_)
                         )
                     );
-                    if started || self.handle.root_status().is_some() {
+                    if started || self.handle().root_status().is_some() {
                         // Blocks without holding the loader.
-                        Response::WaitStatus(WaitStatus(self.handle.kernel().wait_init()))
+                        Response::WaitStatus(WaitStatus(self.kernel().wait_init()))
                     } else {
                         invalid_state("Wait", "created")
                     }
@@ -413,7 +429,7 @@ impl Handler for SandboxHandler {
             },
             Request::WaitPid { id, pid } => match self.check_any(&id) {
                 Err(r) => r,
-                Ok(()) => match self.handle.kernel().wait_pid(pid) {
+                Ok(()) => match self.kernel().wait_pid(pid) {
                     Ok(st) => Response::WaitStatus(WaitStatus(st)),
                     Err(e) => {
                         Response::Error(CtlError::from_errno(e, format!("wait for pid {pid}: {e}")))
@@ -482,11 +498,79 @@ impl Handler for SandboxHandler {
                 Err(r) => r,
                 Ok(()) => self.event(&id),
             },
-            Request::Checkpoint(_) => {
-                Response::error(ErrorKind::Unsupported, "checkpoint is not implemented yet")
+            Request::Checkpoint(opts) => {
+                let Some(fd) = fds.into_iter().next() else {
+                    return (
+                        Response::error(
+                            ErrorKind::BadRequest,
+                            "Checkpoint needs the statefile descriptor",
+                        ),
+                        Vec::new(),
+                    );
+                };
+                let mut file = std::fs::File::from(fd);
+                let mut end_sandbox = false;
+                let resp = self.transition(|l| {
+                    let paused = match l {
+                        AnyLoader::Started(s) => match s.pause() {
+                            Ok(p) => p,
+                            Err((s, e)) => return (Some(AnyLoader::Started(s)), err(e)),
+                        },
+                        AnyLoader::Paused(p) => p,
+                        other => {
+                            let name = other.state_name();
+                            return (Some(other), invalid_state("Checkpoint", name));
+                        }
+                    };
+                    match paused.checkpoint(&mut file) {
+                        Ok((saved, _summary)) => {
+                            if opts.leave_running {
+                                (Some(AnyLoader::Started(saved.resume())), Response::Ok)
+                            } else {
+                                end_sandbox = true;
+                                (Some(AnyLoader::Checkpointed(saved)), Response::Ok)
+                            }
+                        }
+                        Err((p, e)) => (Some(AnyLoader::Started(p.resume())), err(e)),
+                    }
+                });
+                if end_sandbox {
+                    // Like runsc: a checkpoint without --leave-running ends
+                    // the sandbox once the statefile is safe.
+                    if let Err(e) = file.sync_all() {
+                        return (Response::Error(e.into()), Vec::new());
+                    }
+                    if let Some(AnyLoader::Checkpointed(l)) = lock(&self.loader).take() {
+                        l.destroy();
+                    }
+                    self.shutdown_soon();
+                }
+                resp
             }
             Request::Restore => {
-                Response::error(ErrorKind::Unsupported, "restore is not implemented yet")
+                let Some(fd) = fds.into_iter().next() else {
+                    return (
+                        Response::error(
+                            ErrorKind::BadRequest,
+                            "Restore needs the statefile descriptor",
+                        ),
+                        Vec::new(),
+                    );
+                };
+                let mut file = std::fs::File::from(fd);
+                self.transition(|l| match l {
+                    AnyLoader::Created(c) => match c.restore(&mut file) {
+                        Ok(p) => {
+                            *lock(&self.handle) = p.handle();
+                            (Some(AnyLoader::Started(p.resume())), Response::Ok)
+                        }
+                        Err(e) => (None, err(e)),
+                    },
+                    other => {
+                        let name = other.state_name();
+                        (Some(other), invalid_state("Restore", name))
+                    }
+                })
             }
             Request::CreateLinksAndRoutes(args) => {
                 let unsupported = !args.fd_based_links.is_empty();
@@ -520,8 +604,8 @@ impl Handler for SandboxHandler {
                 }
                 if let Some(s) = args.strace {
                     match s {
-                        Strace::Off => self.handle.kernel().set_strace(false, None),
-                        Strace::On { allowlist } => self.handle.kernel().set_strace(
+                        Strace::Off => self.kernel().set_strace(false, None),
+                        Strace::On { allowlist } => self.kernel().set_strace(
                             true,
                             if allowlist.is_empty() {
                                 None

@@ -148,6 +148,8 @@ impl Kernel {
             cpu_ns: AtomicU64::new(0),
             cur_syscall: AtomicI32::new(-1),
             regs_snapshot: Mutex::new(None),
+            fp_snapshot: Mutex::new(None),
+            parked: AtomicBool::new(false),
         });
         {
             let mut p = lock(&self.pids);
@@ -267,6 +269,12 @@ impl Kernel {
         }
     }
 
+    /// Marks the world paused before any task exists (restore starts every
+    /// task at its stop point).
+    pub(crate) fn pause_for_restore(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+    }
+
     /// Lets every task run again.
     pub fn resume(&self) {
         let _g = lock(&self.pause_lock);
@@ -274,17 +282,19 @@ impl Kernel {
         self.pause_cv.notify_all();
     }
 
-    /// Blocks the calling task while the world is paused (unless it must
-    /// die).
-    pub(crate) fn stop_point(&self, t: &Task) {
-        let mut g = lock(&self.pause_lock);
-        while self.paused.load(Ordering::SeqCst) && !t.killed.load(Ordering::Relaxed) {
-            g = self
-                .pause_cv
-                .wait_timeout(g, Duration::from_millis(50))
-                .map(|r| r.0)
-                .unwrap_or_else(|e| e.into_inner().0);
+    /// Waits a little while the world is paused (unless the task must
+    /// die); returns whether it still is.
+    pub(crate) fn stop_point(&self, t: &Task) -> bool {
+        let g = lock(&self.pause_lock);
+        if !self.paused.load(Ordering::SeqCst) || t.killed.load(Ordering::Relaxed) {
+            return false;
         }
+        let _g = self
+            .pause_cv
+            .wait_timeout(g, Duration::from_millis(20))
+            .map(|r| r.0)
+            .unwrap_or_else(|e| e.into_inner().0);
+        self.paused.load(Ordering::SeqCst) && !t.killed.load(Ordering::Relaxed)
     }
 
     /// The process listing, ordered by PID.

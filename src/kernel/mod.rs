@@ -4,6 +4,7 @@
 //! kernel's own objects; the host sees only the platform's address-space
 //! operations and the kernel's own narrow use of host files.
 
+pub mod checkpoint;
 pub mod control;
 pub mod events;
 pub mod exec;
@@ -12,6 +13,7 @@ pub mod fs;
 pub mod futex;
 pub mod pipe;
 pub mod proc;
+pub mod pty;
 pub mod run;
 pub mod signal;
 pub mod syscalls;
@@ -39,6 +41,11 @@ pub struct PidTable {
 }
 
 impl PidTable {
+    /// Continues numbering after `last` (restore).
+    pub fn set_last(&mut self, last: i32) {
+        self.next = self.next.max(last);
+    }
+
     /// Allocates the next free id.
     pub fn alloc(&mut self) -> i32 {
         loop {
@@ -89,12 +96,17 @@ pub struct Kernel {
     exit_cv: Condvar,
     /// The world is paused.
     paused: std::sync::atomic::AtomicBool,
+    /// A checkpoint is quiescing or saving the world.
+    checkpointing: std::sync::atomic::AtomicBool,
     pause_lock: Mutex<()>,
     pause_cv: Condvar,
     /// Syscalls strace shows (None: all).
     pub strace_filter: Mutex<Option<HashSet<u64>>>,
     /// Timers, signalfd wake-ups and the event-object registry.
     pub events: events::Events,
+    /// Pseudo-terminals (`/dev/ptmx`, `/dev/pts/N`): the kernel owns them
+    /// so that a pty can signal its foreground process group.
+    pub ptys: pty::PtyRegistry,
 }
 
 impl Kernel {
@@ -122,18 +134,23 @@ impl Kernel {
             exit_lock: Mutex::new(()),
             exit_cv: Condvar::new(),
             paused: AtomicBool::new(false),
+            checkpointing: AtomicBool::new(false),
             pause_lock: Mutex::new(()),
             pause_cv: Condvar::new(),
             strace_filter: Mutex::new(None),
             events: events::Events::new(),
+            ptys: pty::PtyRegistry::new(),
         });
         k.mount_proc(&vfs);
         Ok(k)
     }
 
-    /// Mounts this kernel's procfs at /proc of a file namespace.
+    /// Mounts this kernel's procfs at /proc of a file namespace, and
+    /// points its devfs at this kernel's ptys (`/dev/ptmx`, `/dev/pts`,
+    /// `/dev/tty`).
     pub fn mount_proc(self: &Arc<Self>, vfs: &Vfs) {
         vfs.mount(b"/proc", Arc::new(proc::ProcFs::new(Arc::downgrade(self))));
+        fs::dev::bind_kernel(vfs, self);
     }
 
     /// Logs an unimplemented syscall once per number.

@@ -217,3 +217,41 @@ impl PipeBuffer for PipeEnd {
         Ok(PIPE_BUF_SIZE.saturating_sub(s.buf.len()))
     }
 }
+
+impl PipeEnd {
+    /// Identity of the pipe (shared by both ends), its buffered bytes, and
+    /// which end this is — what a checkpoint records.
+    pub fn snapshot(&self) -> (usize, bool, Vec<u8>) {
+        let buf = lock(&self.pipe.state).buf.iter().copied().collect();
+        (Arc::as_ptr(&self.pipe) as usize, self.write, buf)
+    }
+}
+
+impl Pipe {
+    /// A pipe restored from a checkpoint, holding `buf`, with no ends yet.
+    pub fn restored(buf: &[u8]) -> Arc<Pipe> {
+        Arc::new(Pipe {
+            state: Mutex::new(State {
+                buf: buf.iter().copied().collect(),
+                readers: 0,
+                writers: 0,
+            }),
+            wq: WaitQueue::new(),
+            ino: NEXT_INO.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    /// A new end of a restored pipe.
+    pub fn end(self: &Arc<Self>, write: bool) -> PipeEnd {
+        let mut s = lock(&self.state);
+        if write {
+            s.writers += 1;
+        } else {
+            s.readers += 1;
+        }
+        PipeEnd {
+            pipe: self.clone(),
+            write,
+        }
+    }
+}

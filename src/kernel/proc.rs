@@ -35,7 +35,9 @@ pub fn set_current(tid: i32, tgid: i32) {
     CURRENT.with(|c| c.set((tid, tgid)));
 }
 
-fn current() -> (i32, i32) {
+/// The (tid, tgid) the calling kernel thread serves ((0, 0) for threads
+/// that serve no task).
+pub fn current() -> (i32, i32) {
     CURRENT.with(|c| c.get())
 }
 

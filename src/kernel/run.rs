@@ -25,8 +25,9 @@ pub enum ContextSource {
         /// FP state to start with.
         fp: Option<FpState>,
     },
-    /// A member cloned into the parent's address space (CLONE_VM).
-    Member(crate::platform::ptrace::PendingMember),
+    /// A member cloned into the parent's address space (CLONE_VM), with
+    /// the FP state to load once attached (restore), if any.
+    Member(crate::platform::ptrace::PendingMember, Option<FpState>),
 }
 
 /// A task's kernel-side execution state, owned by its kernel thread.
@@ -105,7 +106,12 @@ pub fn spawn(
                         Ok(c)
                     })
                 }
-                ContextSource::Member(p) => PtraceContext::attach(p),
+                ContextSource::Member(p, fp) => PtraceContext::attach(p).and_then(|c| {
+                    if let Some(fp) = fp {
+                        c.set_fp(&fp)?;
+                    }
+                    Ok(c)
+                }),
             };
             let ctx = match ctx {
                 Ok(c) => c,
@@ -171,7 +177,19 @@ impl Runner {
                 lock(&self.t.sig).in_app = false;
                 if self.k.is_paused() {
                     *lock(&self.t.regs_snapshot) = Some(self.regs);
-                    self.k.stop_point(&self.t);
+                    loop {
+                        if self.k.is_checkpointing() && !self.t.parked.load(Ordering::SeqCst) {
+                            // Everything a checkpoint needs of this thread
+                            // is its user state, published here (a pause may
+                            // turn into a checkpoint while we wait).
+                            *lock(&self.t.fp_snapshot) = self.ctx.get_fp().ok();
+                            self.t.parked.store(true, Ordering::SeqCst);
+                        }
+                        if !self.k.stop_point(&self.t) {
+                            break;
+                        }
+                    }
+                    self.t.parked.store(false, Ordering::SeqCst);
                 }
                 continue;
             }
@@ -441,6 +459,11 @@ impl Runner {
         let res = loop {
             if let Some(r) = cond(self) {
                 break r;
+            }
+            if self.k.is_checkpointing() {
+                // Leave the syscall so the thread parks with nothing but
+                // user state; it restarts the syscall when it runs again.
+                break Err(Errno::ERESTARTNOINTR);
             }
             if self.t.signal_pending() {
                 break Err(Errno::ERESTARTSYS);

@@ -178,6 +178,10 @@ pub struct Task {
     /// User registers last published by the kernel thread (when it
     /// blocks, or when the world pauses), for `stacks`.
     pub regs_snapshot: Mutex<Option<crate::platform::Regs>>,
+    /// FP state published at a checkpoint's stop point.
+    pub fp_snapshot: Mutex<Option<crate::platform::ptrace::FpState>>,
+    /// Stopped with only user state left (a checkpoint can save it).
+    pub parked: AtomicBool,
 }
 
 impl Task {

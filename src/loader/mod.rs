@@ -1,6 +1,7 @@
 //! The loader: builds a kernel from an OCI spec and runs its root
 //! container, with a lifecycle encoded in types.
 
+pub mod checkpoint;
 pub mod filter;
 pub mod mounts;
 
@@ -51,6 +52,10 @@ pub enum Error {
     /// No such container.
     #[error("no container {0:?}")]
     NoContainer(String),
+    /// A statefile is unusable (corrupt, truncated, from another version
+    /// or CPU); the message says exactly what.
+    #[error("statefile: {0}")]
+    Statefile(String),
 }
 
 impl Error {
@@ -62,6 +67,7 @@ impl Error {
             Error::Exec { errno, .. } | Error::Kernel { errno, .. } => *errno,
             Error::Unsupported(_) => Errno::ENOSYS,
             Error::NoContainer(_) => Errno::ESRCH,
+            Error::Statefile(_) => Errno::EINVAL,
         }
     }
 }
@@ -152,6 +158,8 @@ struct SubContainer {
 struct Inner {
     id: String,
     kernel: Arc<Kernel>,
+    spec: oci_spec::runtime::Spec,
+    config: Config,
     root: Option<RootProcess>,
     subs: std::sync::Mutex<std::collections::HashMap<String, SubContainer>>,
 }
@@ -349,6 +357,8 @@ impl Loader<Created> {
             inner: Box::new(Inner {
                 id: id.to_string(),
                 kernel,
+                spec: args.spec.clone(),
+                config: args.config.clone(),
                 root: Some(process),
                 subs: std::sync::Mutex::new(std::collections::HashMap::new()),
             }),
@@ -378,13 +388,6 @@ impl Loader<Created> {
             Ok(_) => Ok(self.into_state()),
             Err(errno) => Err(Error::Exec { path, errno }),
         }
-    }
-
-    /// Restores a sandbox from a statefile (arrives with checkpointing).
-    pub fn restore(self, _image: &mut dyn std::io::Read) -> Result<Loader<Paused>, Error> {
-        Err(Error::Unsupported(
-            "restore: checkpointing is not implemented yet".into(),
-        ))
     }
 }
 
@@ -439,17 +442,6 @@ impl Loader<Paused> {
     pub fn resume(self) -> Loader<Started> {
         self.inner.kernel.resume();
         self.into_state()
-    }
-
-    /// Saves the sandbox (arrives with checkpointing).
-    pub fn checkpoint(
-        self,
-        _image: &mut dyn std::io::Write,
-    ) -> Result<Loader<Checkpointed>, (Self, Error)> {
-        Err((
-            self,
-            Error::Unsupported("checkpoint: not implemented yet".into()),
-        ))
     }
 }
 

@@ -778,3 +778,199 @@ fn pwrite_full(fd: i32, buf: &[u8], off: u64) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// A VMA as saved in a checkpoint.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct VmaState {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+    /// PROT_* bits.
+    pub prot: i32,
+    /// MAP_SHARED.
+    pub shared: bool,
+    /// The pages.
+    pub backing: BackingState,
+    /// Label (file path for file mappings).
+    pub name: VmaNameState,
+}
+
+/// Where a saved VMA's pages are.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub enum BackingState {
+    /// A memory-file range (offset and length of the whole range), and the
+    /// VMA's offset within it.
+    Mem {
+        /// Range offset in the memory file.
+        range_off: u64,
+        /// Range length.
+        range_len: u64,
+        /// Offset of the VMA's start in the range.
+        off: u64,
+    },
+    /// A shared mapping of a file, reopened by its path on restore.
+    File {
+        /// File offset of the VMA's start.
+        off: u64,
+    },
+}
+
+/// A saved VMA label.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub enum VmaNameState {
+    /// Anonymous.
+    Anon,
+    /// [heap].
+    Heap,
+    /// [stack].
+    Stack,
+    /// A file.
+    File {
+        /// Path.
+        path: String,
+        /// Offset.
+        offset: u64,
+        /// Inode.
+        ino: u64,
+    },
+}
+
+/// An address space as saved in a checkpoint (its memory is saved once,
+/// for the whole memory file).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MmState {
+    /// The mappings.
+    pub vmas: Vec<VmaState>,
+    /// Program break start.
+    pub brk_start: u64,
+    /// Program break.
+    pub brk: u64,
+    /// argv strings.
+    pub arg_range: (u64, u64),
+    /// Environment strings.
+    pub env_range: (u64, u64),
+    /// Auxiliary vector.
+    pub auxv: Vec<(u64, u64)>,
+}
+
+impl AddressSpace {
+    /// The address space's records, for a checkpoint.
+    pub fn save(&self) -> MmState {
+        let vmas = self
+            .vmas
+            .values()
+            .map(|v| VmaState {
+                start: v.start,
+                end: v.end,
+                prot: v.prot,
+                shared: v.shared,
+                backing: match &v.backing {
+                    Backing::Mem { range, off } => BackingState::Mem {
+                        range_off: range.off,
+                        range_len: range.len,
+                        off: *off,
+                    },
+                    Backing::File { off, .. } => BackingState::File { off: *off },
+                },
+                name: match &v.name {
+                    VmaName::Anon => VmaNameState::Anon,
+                    VmaName::Heap => VmaNameState::Heap,
+                    VmaName::Stack => VmaNameState::Stack,
+                    VmaName::File { path, offset, ino } => VmaNameState::File {
+                        path: path.clone(),
+                        offset: *offset,
+                        ino: *ino,
+                    },
+                },
+            })
+            .collect();
+        MmState {
+            vmas,
+            brk_start: self.brk_start,
+            brk: self.brk,
+            arg_range: self.arg_range,
+            env_range: self.env_range,
+            auxv: self.auxv.clone(),
+        }
+    }
+
+    /// Rebuilds an address space from its records. Memory-file ranges are
+    /// shared through `ranges` (keyed by offset) so that VMAs that shared a
+    /// range before share it again; `open_shared(path)` gives the host file
+    /// behind a shared file mapping. Host mappings are made later, by
+    /// `materialize`.
+    pub fn restore(
+        mf: Arc<MemoryFile>,
+        st: &MmState,
+        ranges: &mut std::collections::HashMap<u64, Arc<MemRange>>,
+        open_shared: &mut dyn FnMut(&str) -> KResult<Arc<OwnedFd>>,
+    ) -> KResult<AddressSpace> {
+        let mut vmas = BTreeMap::new();
+        for v in &st.vmas {
+            if v.end <= v.start || !Self::range_ok(v.start, v.end - v.start) {
+                return Err(Errno::EINVAL);
+            }
+            let name = match &v.name {
+                VmaNameState::Anon => VmaName::Anon,
+                VmaNameState::Heap => VmaName::Heap,
+                VmaNameState::Stack => VmaName::Stack,
+                VmaNameState::File { path, offset, ino } => VmaName::File {
+                    path: path.clone(),
+                    offset: *offset,
+                    ino: *ino,
+                },
+            };
+            let backing = match &v.backing {
+                BackingState::Mem {
+                    range_off,
+                    range_len,
+                    off,
+                } => {
+                    let range = match ranges.get(range_off) {
+                        Some(r) if r.len == *range_len => r.clone(),
+                        Some(_) => return Err(Errno::EINVAL),
+                        None => {
+                            let r = mf.alloc_at(*range_off, *range_len).ok_or(Errno::EINVAL)?;
+                            ranges.insert(*range_off, r.clone());
+                            r
+                        }
+                    };
+                    if off + (v.end - v.start) > range.len {
+                        return Err(Errno::EINVAL);
+                    }
+                    Backing::Mem { range, off: *off }
+                }
+                BackingState::File { off } => {
+                    let VmaName::File { path, .. } = &name else {
+                        return Err(Errno::EINVAL);
+                    };
+                    Backing::File {
+                        fd: open_shared(path)?,
+                        off: *off,
+                    }
+                }
+            };
+            vmas.insert(
+                v.start,
+                Vma {
+                    start: v.start,
+                    end: v.end,
+                    prot: v.prot,
+                    shared: v.shared,
+                    backing,
+                    name,
+                },
+            );
+        }
+        Ok(AddressSpace {
+            mf,
+            vmas,
+            brk_start: st.brk_start,
+            brk: st.brk,
+            arg_range: st.arg_range,
+            env_range: st.env_range,
+            auxv: st.auxv.clone(),
+        })
+    }
+}

@@ -109,6 +109,70 @@ impl MemoryFile {
         }))
     }
 
+    /// Allocates exactly `[off, off+len)` (restore puts every range back
+    /// where it was). Fails if any of it is in use.
+    pub fn alloc_at(self: &Arc<Self>, off: u64, len: u64) -> Option<Arc<MemRange>> {
+        let len = page_up(len.max(PAGE_SIZE));
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let (&foff, &flen) = free.range(..=off).next_back()?;
+        if foff + flen < off + len {
+            return None;
+        }
+        free.remove(&foff);
+        if off > foff {
+            free.insert(foff, off - foff);
+        }
+        if foff + flen > off + len {
+            free.insert(off + len, foff + flen - (off + len));
+        }
+        Some(Arc::new(MemRange {
+            mf: self.clone(),
+            off,
+            len,
+        }))
+    }
+
+    /// The ranges of the file that hold data (SEEK_DATA/SEEK_HOLE), for
+    /// saving: everything else reads as zero.
+    pub fn data_ranges(&self) -> Vec<(u64, u64)> {
+        let fd = self.fd.as_raw_fd();
+        let mut out = Vec::new();
+        let mut pos = 0u64;
+        while pos < self.size {
+            // SAFETY: lseek on our own fd.
+            let data = unsafe { libc::lseek(fd, pos as i64, libc::SEEK_DATA) };
+            if data < 0 {
+                break;
+            }
+            // SAFETY: as above.
+            let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+            let hole = if hole < 0 { self.size } else { hole as u64 };
+            out.push((data as u64, hole - data as u64));
+            pos = hole;
+        }
+        out
+    }
+
+    /// Releases the pages of every free range (after a restore wrote whole
+    /// data runs, some of which no allocation claims).
+    pub fn punch_free(&self) {
+        let free: Vec<(u64, u64)> = self
+            .free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(o, l)| (*o, *l))
+            .collect();
+        for (off, len) in free {
+            self.punch(off, len);
+        }
+    }
+
+    /// Size of the file's address range.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
     fn release(&self, off: u64, len: u64) {
         self.punch(off, len);
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());

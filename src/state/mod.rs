@@ -32,3 +32,5 @@ state!(
 state!(Started, "Application code runs.");
 state!(Paused, "Every task is stopped.");
 state!(Checkpointed, "The sandbox's state has been saved.");
+
+pub mod statefile;

@@ -31,6 +31,9 @@ pub struct ContainerOpts {
     /// Log every syscall.
     #[arg(long)]
     pub strace: bool,
+    /// Restore this statefile instead of starting CMD (used by `restore`).
+    #[arg(long, hide = true)]
+    pub restore: Option<PathBuf>,
     /// The sandbox's id.
     pub id: String,
     /// Command and arguments.
@@ -117,6 +120,10 @@ pub fn connect(root: &Path, id: &str) -> Result<Client, String> {
 /// `rvisor create`: starts `rvisor boot` and returns once its control
 /// socket answers.
 pub fn create(root: &Path, opts: &ContainerOpts) -> Result<i32, String> {
+    create_with(root, opts, None)
+}
+
+fn create_with(root: &Path, opts: &ContainerOpts, restore: Option<&Path>) -> Result<i32, String> {
     if opts.rootfs.is_none() && !opts.host_root {
         return Err("create needs --rootfs DIR or --host-root".into());
     }
@@ -131,7 +138,11 @@ pub fn create(root: &Path, opts: &ContainerOpts) -> Result<i32, String> {
     })?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find rvisor itself: {e}"))?;
     let mut cmd = Command::new(exe);
-    cmd.arg("--root").arg(root).arg("boot").args(opts.to_args());
+    cmd.arg("--root").arg(root).arg("boot");
+    if let Some(img) = restore {
+        cmd.arg("--restore").arg(img);
+    }
+    cmd.args(opts.to_args());
     use std::os::unix::process::CommandExt;
     // SAFETY: setsid is async-signal-safe; the sandbox outlives `create`
     // and must not receive the terminal's signals meant for it.
@@ -220,13 +231,23 @@ pub fn boot(
         },
     )
     .map_err(|e| e.to_string())?;
-    let server = Server::bind(&dir.join("control.sock")).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("boot.pid"), std::process::id().to_string())
         .map_err(|e| e.to_string())?;
     if std::env::var_os("RVISOR_NO_SECCOMP").is_none() {
         rvisor::loader::filter::install()?;
     }
     let handler = SandboxHandler::new(loader, log_level);
+    // A restored sandbox answers on its socket only once it runs.
+    if let Some(img) = &opts.restore {
+        let f = std::fs::File::open(img).map_err(|e| format!("{}: {e}", img.display()))?;
+        let (resp, _) =
+            rvisor::ctl::Handler::handle(&*handler, rvisor::ctl::Request::Restore, vec![f.into()]);
+        if let rvisor::ctl::Response::Error(e) = resp {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(format!("restore: {}", e.message));
+        }
+    }
+    let server = Server::bind(&dir.join("control.sock")).map_err(|e| e.to_string())?;
     handler.set_shutdown(server.shutdown_handle());
     let res = server.serve(handler);
     let _ = std::fs::remove_dir_all(&dir);
@@ -471,4 +492,53 @@ pub fn debug(
             .map_err(cerr)?;
     }
     Ok(0)
+}
+
+/// `rvisor checkpoint --image-path FILE [--leave-running] ID`.
+pub fn checkpoint(root: &Path, id: &str, image: &Path, leave_running: bool) -> Result<i32, String> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(image)
+        .map_err(|e| format!("{}: {e}", image.display()))?;
+    let mut c = connect(root, id)?;
+    let opts = rvisor::ctl::CheckpointOptions {
+        leave_running,
+        ..Default::default()
+    };
+    c.checkpoint(opts, file.as_fd()).map_err(cerr)?;
+    if !leave_running {
+        // The sandbox ends after a successful save: wait for it to go.
+        let dir = state_dir(root, id)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while dir.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    Ok(0)
+}
+
+/// `rvisor restore --image-path FILE ID`: a new sandbox `id`, running the
+/// saved one, with this command's stdio.
+pub fn restore(root: &Path, id: &str, image: &Path) -> Result<i32, String> {
+    if !image.is_file() {
+        return Err(format!("{}: no such statefile", image.display()));
+    }
+    let opts = ContainerOpts {
+        rootfs: None,
+        host_root: true,
+        cwd: Some("/".into()),
+        env: Vec::new(),
+        platform: rvisor::PlatformKind::Ptrace,
+        strace: false,
+        restore: None,
+        id: id.to_string(),
+        cmd: vec!["/bin/true".into()],
+    };
+    let image = image
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", image.display()))?;
+    create_with(root, &opts, Some(&image))
 }

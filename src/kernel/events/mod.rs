@@ -152,11 +152,9 @@ pub fn anon_stat(ino: u64) -> Stat {
 /// serves one. Files whose behaviour depends on the caller (signalfd reads
 /// the caller's pending signals, as Linux does) use it.
 ///
-/// Every task runs on its own kernel thread, named `task-<tid>` by
-/// `run::spawn`; the name is the thread's identity.
+/// Every task runs on its own kernel thread, which records whom it serves
+/// (`proc::set_current`).
 pub fn current_tid() -> Option<i32> {
-    std::thread::current()
-        .name()
-        .and_then(|n| n.strip_prefix("task-"))
-        .and_then(|t| t.parse().ok())
+    let (tid, _) = super::proc::current();
+    (tid > 0).then_some(tid)
 }

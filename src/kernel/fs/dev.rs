@@ -1,15 +1,22 @@
 //! devfs: the sandbox's `/dev`.
 //!
 //! Character devices `null` (1:3), `zero` (1:5), `full` (1:7), `random`
-//! (1:8), `urandom` (1:9) and `tty` (5:0, opening it gives ENXIO: the
-//! sandbox has no controlling terminal of its own); symlinks `fd ->
-//! /proc/self/fd`, `stdin`/`stdout`/`stderr -> /proc/self/fd/0..2`, `ptmx
-//! -> pts/ptmx`; empty directories `pts` and `shm` (the VFS mounts a tmpfs
-//! on `/dev/shm`, see `Vfs::new`).
+//! (1:8), `urandom` (1:9), `tty` (5:0: the caller's controlling terminal,
+//! ENXIO without one) and `ptmx` (5:2: every open makes a new pty master);
+//! symlinks `fd -> /proc/self/fd`, `stdin`/`stdout`/`stderr ->
+//! /proc/self/fd/0..2`; directories `pts` (the devpts view: `ptmx` and
+//! one `N` (136:N) per pty whose master is open, see
+//! [`crate::kernel::pty`]) and `shm` (the VFS mounts a tmpfs on
+//! `/dev/shm`, see `Vfs::new`). The ptys are the kernel's: a devfs opens
+//! them once [`bind_kernel`] has told it which kernel it serves (until
+//! then `ptmx` gives ENODEV and `pts` is empty).
 
 use super::file::{DirEntry, FileOps, MmapSource, Stat};
-use super::vfs::{SyntheticFs, alloc_dev, now};
+use super::vfs::{Synth, SyntheticFs, Vfs, alloc_dev, now};
 use crate::errno::{Errno, KResult};
+use crate::kernel::Kernel;
+use crate::kernel::pty::{PTMX_MINOR, TTYAUX_MAJOR};
+use std::sync::{Arc, Mutex, Weak};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dev {
@@ -18,6 +25,7 @@ enum Dev {
     Full,
     Random,
     Tty,
+    Ptmx,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +33,10 @@ enum Node {
     Dir(u32),
     Chr(Dev, u32, u32),
     Link(&'static [u8]),
+    /// `pts/ptmx`.
+    PtsPtmx,
+    /// `pts/N`.
+    Pts(u32),
 }
 
 /// (name, node, inode number) of every entry below the root.
@@ -39,7 +51,7 @@ const ENTRIES: &[(&[u8], Node, u64)] = &[
     (b"stdin", Node::Link(b"/proc/self/fd/0"), 10),
     (b"stdout", Node::Link(b"/proc/self/fd/1"), 11),
     (b"stderr", Node::Link(b"/proc/self/fd/2"), 12),
-    (b"ptmx", Node::Link(b"pts/ptmx"), 13),
+    (b"ptmx", Node::Chr(Dev::Ptmx, TTYAUX_MAJOR, PTMX_MINOR), 13),
     (b"pts", Node::Dir(0o755), 14),
     (b"shm", Node::Dir(0o1777), 15),
 ];
@@ -49,8 +61,23 @@ const ROOT_INO: u64 = 2;
 /// The device filesystem (see the module docs).
 #[derive(Debug)]
 pub struct DevFs {
-    dev: u64,
-    time: (i64, i64),
+    pub(super) dev: u64,
+    pub(super) time: (i64, i64),
+    /// The kernel whose ptys `ptmx`, `pts` and `tty` open.
+    kernel: Mutex<Weak<Kernel>>,
+}
+
+/// Points every devfs mounted in `vfs` at `kernel`'s ptys (called for
+/// each file namespace the kernel serves, from `Kernel::mount_proc`).
+pub fn bind_kernel(vfs: &Vfs, kernel: &Arc<Kernel>) {
+    let mounts = vfs.mounts.read().unwrap_or_else(|e| e.into_inner());
+    for m in mounts.iter() {
+        if let Some(s) = m.fs.as_any().downcast_ref::<Synth>()
+            && let Some(d) = s.0.as_any().downcast_ref::<DevFs>()
+        {
+            *d.kernel.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(kernel);
+        }
+    }
 }
 
 impl Default for DevFs {
@@ -60,37 +87,66 @@ impl Default for DevFs {
 }
 
 impl DevFs {
-    /// A devfs instance.
+    /// A devfs instance (its ptys once [`bind_kernel`] ran).
     pub fn new() -> DevFs {
         DevFs {
             dev: alloc_dev(),
             time: now(),
+            kernel: Mutex::new(Weak::new()),
         }
     }
 
-    fn node(rel: &[u8]) -> KResult<(Node, u64)> {
+    fn kernel(&self) -> Option<Arc<Kernel>> {
+        self.kernel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade()
+    }
+
+    fn node(&self, rel: &[u8]) -> KResult<(Node, u64)> {
         if rel.is_empty() {
             return Ok((Node::Dir(0o755), ROOT_INO));
         }
         if let Some((_, n, ino)) = ENTRIES.iter().find(|(name, _, _)| *name == rel) {
             return Ok((*n, *ino));
         }
-        // Below pts/ or shm/ (both empty), or below a device: nothing.
-        match rel.iter().position(|&b| b == b'/') {
-            Some(i) => match ENTRIES.iter().find(|(name, _, _)| *name == &rel[..i]) {
-                Some((_, Node::Dir(_), _)) => Err(Errno::ENOENT),
-                Some(_) => Err(Errno::ENOTDIR),
-                None => Err(Errno::ENOENT),
+        if let Some(name) = rel.strip_prefix(b"pts/") {
+            if name == b"ptmx" {
+                return Ok((Node::PtsPtmx, 2));
+            }
+            // N: decimal without leading zeros, a pty whose master is open.
+            if let Some(n) = std::str::from_utf8(name)
+                .ok()
+                .filter(|s| !s.starts_with('0') || s.len() == 1)
+                .and_then(|s| s.parse::<u32>().ok())
+                && let Some(k) = self.kernel()
+                && k.ptys.get(n).is_some()
+            {
+                return Ok((Node::Pts(n), u64::from(n) + 3));
+            }
+        }
+        // Below a directory (nothing there), or below a device.
+        match rel.iter().rposition(|&b| b == b'/') {
+            Some(i) => match self.node(&rel[..i])? {
+                (Node::Dir(_), _) => Err(Errno::ENOENT),
+                _ => Err(Errno::ENOTDIR),
             },
             None => Err(Errno::ENOENT),
         }
     }
 
-    fn stat_of(&self, node: Node, ino: u64) -> Stat {
+    fn stat_of(&self, node: Node, ino: u64) -> KResult<Stat> {
         let (mode, rdev, size, nlink) = match node {
             Node::Dir(m) => (libc::S_IFDIR | m, 0, 0, 2),
             Node::Chr(_, ma, mi) => (libc::S_IFCHR | 0o666, libc::makedev(ma, mi), 0, 1),
             Node::Link(t) => (libc::S_IFLNK | 0o777, 0, t.len() as i64, 1),
+            Node::PtsPtmx | Node::Pts(_) => {
+                let k = self.kernel().ok_or(Errno::ENOENT)?;
+                return match node {
+                    Node::Pts(n) => Ok(k.ptys.get(n).ok_or(Errno::ENOENT)?.slave_stat()),
+                    _ => Ok(k.ptys.ptmx_stat()),
+                };
+            }
         };
         let nlink = if ino == ROOT_INO {
             2 + ENTRIES
@@ -100,7 +156,7 @@ impl DevFs {
         } else {
             nlink
         };
-        Stat {
+        Ok(Stat {
             st_dev: self.dev,
             st_ino: ino,
             st_nlink: nlink,
@@ -115,30 +171,43 @@ impl DevFs {
             st_ctime: self.time.0,
             st_ctime_nsec: self.time.1,
             ..Stat::default()
-        }
+        })
     }
 }
 
 impl SyntheticFs for DevFs {
     fn stat(&self, rel: &[u8]) -> KResult<Stat> {
-        let (n, ino) = DevFs::node(rel)?;
-        Ok(self.stat_of(n, ino))
+        let (n, ino) = self.node(rel)?;
+        self.stat_of(n, ino)
     }
 
     fn readlink(&self, rel: &[u8]) -> KResult<Vec<u8>> {
-        match DevFs::node(rel)? {
+        match self.node(rel)? {
             (Node::Link(t), _) => Ok(t.to_vec()),
             _ => Err(Errno::EINVAL),
         }
     }
 
-    fn open(&self, rel: &[u8], _flags: i32) -> KResult<Box<dyn FileOps>> {
-        let (n, ino) = DevFs::node(rel)?;
+    fn open(&self, rel: &[u8], flags: i32) -> KResult<Box<dyn FileOps>> {
+        let (n, ino) = self.node(rel)?;
         match n {
-            Node::Chr(Dev::Tty, _, _) => Err(Errno::ENXIO),
+            Node::Chr(Dev::Tty, _, _) => {
+                let k = self.kernel().ok_or(Errno::ENXIO)?;
+                let st = self.stat_of(n, ino)?;
+                Ok(Box::new(k.ptys.open_controlling(&k, flags, st)?))
+            }
+            Node::Chr(Dev::Ptmx, _, _) | Node::PtsPtmx => {
+                let k = self.kernel().ok_or(Errno::ENODEV)?;
+                let st = self.stat_of(n, ino)?;
+                Ok(Box::new(k.ptys.open_master(&k, st)?))
+            }
+            Node::Pts(index) => {
+                let k = self.kernel().ok_or(Errno::ENOENT)?;
+                Ok(Box::new(k.ptys.open_slave(index, flags)?))
+            }
             Node::Chr(dev, _, _) => Ok(Box::new(CharDev {
                 dev,
-                stat: self.stat_of(n, ino),
+                stat: self.stat_of(n, ino)?,
             })),
             Node::Dir(_) => Err(Errno::EISDIR),
             Node::Link(_) => Err(Errno::ELOOP),
@@ -146,19 +215,34 @@ impl SyntheticFs for DevFs {
     }
 
     fn readdir(&self, rel: &[u8]) -> KResult<Vec<DirEntry>> {
-        match DevFs::node(rel)? {
+        match self.node(rel)? {
             (Node::Dir(_), _) if rel.is_empty() => Ok(ENTRIES
                 .iter()
                 .map(|(name, n, ino)| DirEntry {
                     ino: *ino,
                     kind: match n {
                         Node::Dir(_) => libc::DT_DIR,
-                        Node::Chr(..) => libc::DT_CHR,
                         Node::Link(_) => libc::DT_LNK,
+                        _ => libc::DT_CHR,
                     },
                     name: name.to_vec(),
                 })
                 .collect()),
+            (Node::Dir(_), _) if rel == b"pts" => {
+                let mut v = vec![DirEntry {
+                    ino: 2,
+                    kind: libc::DT_CHR,
+                    name: b"ptmx".to_vec(),
+                }];
+                if let Some(k) = self.kernel() {
+                    v.extend(k.ptys.indices().into_iter().map(|n| DirEntry {
+                        ino: u64::from(n) + 3,
+                        kind: libc::DT_CHR,
+                        name: n.to_string().into_bytes(),
+                    }));
+                }
+                Ok(v)
+            }
             (Node::Dir(_), _) => Ok(Vec::new()),
             _ => Err(Errno::ENOTDIR),
         }
@@ -187,7 +271,7 @@ fn fill_random(buf: &mut [u8]) -> KResult<()> {
 }
 
 /// An open memory character device.
-struct CharDev {
+pub(super) struct CharDev {
     dev: Dev,
     stat: Stat,
 }
@@ -195,7 +279,7 @@ struct CharDev {
 impl FileOps for CharDev {
     fn read(&self, buf: &mut [u8], _pos: Option<u64>) -> KResult<usize> {
         match self.dev {
-            Dev::Null | Dev::Tty => Ok(0),
+            Dev::Null | Dev::Tty | Dev::Ptmx => Ok(0),
             Dev::Zero | Dev::Full => {
                 buf.fill(0);
                 Ok(buf.len())
@@ -264,6 +348,17 @@ mod tests {
         assert_eq!(d.stat(b"null/x").err(), Some(Errno::ENOTDIR));
         assert_eq!(d.stat(b"nope").err(), Some(Errno::ENOENT));
         assert!(d.readdir(b"").unwrap().iter().any(|e| e.name == b"shm"));
-        assert!(d.readdir(b"pts").unwrap().is_empty());
+        // Without a kernel: no ptys.
+        let pts: Vec<_> = d
+            .readdir(b"pts")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(pts, vec![b"ptmx".to_vec()]);
+        assert_eq!(d.stat(b"ptmx").unwrap().st_rdev, libc::makedev(5, 2));
+        assert_eq!(d.open(b"ptmx", libc::O_RDWR).err(), Some(Errno::ENODEV));
+        assert_eq!(d.stat(b"pts/0").err(), Some(Errno::ENOENT));
+        assert_eq!(d.stat(b"pts/x/y").err(), Some(Errno::ENOENT));
     }
 }

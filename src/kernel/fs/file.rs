@@ -117,10 +117,23 @@ pub enum MmapSource {
     HostFd(Arc<OwnedFd>),
 }
 
+/// Lets code that must know a file's concrete kind (checkpointing,
+/// registries keyed by object) look behind `dyn FileOps`.
+pub trait AsAny {
+    /// The file as `Any`.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+impl<T: std::any::Any> AsAny for T {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 /// What every kind of open file can do. Methods never block: a file that
 /// has nothing to give returns EAGAIN and the syscall layer waits on
 /// `wait_queue()` / `host_fd()` unless the description is non-blocking.
-pub trait FileOps: Send + Sync {
+pub trait FileOps: Send + Sync + AsAny {
     /// Reads at `pos` (seekable files) or from the stream (`pos` None).
     fn read(&self, _buf: &mut [u8], _pos: Option<u64>) -> KResult<usize> {
         Err(Errno::EINVAL)
@@ -349,6 +362,16 @@ impl Named {
     /// Wraps `inner`, shown as `name`.
     pub fn new(inner: Box<dyn FileOps>, name: String) -> Named {
         Named { inner, name }
+    }
+
+    /// The wrapped file.
+    pub fn inner(&self) -> &dyn FileOps {
+        self.inner.as_ref()
+    }
+
+    /// The name shown in `/proc/<pid>/fd`.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 }
 

@@ -171,6 +171,8 @@ fn fstat(fd: BorrowedFd<'_>, dev: u64) -> KResult<Stat> {
 /// The host root directory as a filesystem (see the module docs).
 pub(crate) struct HostFs {
     root: OwnedFd,
+    /// The host path `root` was opened at (checkpoints reopen it).
+    path: std::path::PathBuf,
     writable: bool,
     dev: u64,
     /// The type /proc/mounts shows.
@@ -208,10 +210,32 @@ impl HostFs {
         .map_err(|e| std::io::Error::from_raw_os_error(e as i32))?;
         Ok(HostFs {
             root,
+            path: path.to_path_buf(),
             writable,
             dev,
             name: "rootfs",
         })
+    }
+
+    /// The host path the root was opened at.
+    pub(crate) fn host_path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Whether Direct-mode writes are allowed.
+    pub(crate) fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// The host's own `(st_dev, st_ino)` of `rel` (`b""`: the root the
+    /// descriptor holds, even if its path now names something else).
+    pub(crate) fn host_id(&self, rel: &[u8]) -> KResult<(u64, u64)> {
+        let st = if rel.is_empty() {
+            nix::sys::stat::fstat(self.root.as_fd())?
+        } else {
+            nix::sys::stat::fstat(self.open_fd(rel, libc::O_PATH)?.as_fd())?
+        };
+        Ok((st.st_dev, st.st_ino))
     }
 
     /// A bind mount of host directory `path` (see [`HostFs::new`]); shown
@@ -579,6 +603,18 @@ impl HostFileMount {
             dir: HostFs::new_bind(parent, writable, dev)?,
             name,
         })
+    }
+
+    /// The mounted file's host path.
+    pub(crate) fn host_path(&self) -> std::path::PathBuf {
+        self.dir
+            .host_path()
+            .join(std::ffi::OsStr::from_bytes(&self.name))
+    }
+
+    /// The mounted file's host `(st_dev, st_ino)`.
+    pub(crate) fn host_id(&self) -> KResult<(u64, u64)> {
+        self.dir.host_id(&self.name)
     }
 
     fn rel(&self, rel: &[u8]) -> KResult<&[u8]> {
@@ -1134,4 +1170,10 @@ mod tests {
         std::io::Read::read_to_string(&mut f, &mut s).unwrap();
         assert_eq!(s, "host:sandbox;host");
     }
+}
+
+/// Whether `ops` is a host stdio stream (checkpoints replace those with the
+/// restoring caller's stdio).
+pub fn is_host_stream(ops: &dyn FileOps) -> bool {
+    ops.as_any().downcast_ref::<HostStream>().is_some()
 }

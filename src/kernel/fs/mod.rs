@@ -11,6 +11,7 @@ pub mod host;
 pub mod lock;
 pub mod overlay;
 pub mod path;
+pub mod snapshot;
 pub mod sysfs;
 pub mod tmpfs;
 pub mod vfs;

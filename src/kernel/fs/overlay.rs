@@ -128,6 +128,25 @@ impl Overlay {
         })
     }
 
+    /// An overlay of a restored upper layer over `lower`.
+    pub(crate) fn from_parts(upper: Arc<Tmpfs>, lower: Arc<HostFs>) -> Overlay {
+        Overlay {
+            upper,
+            lower,
+            mu: Mutex::new(()),
+        }
+    }
+
+    /// The upper (tmpfs) layer.
+    pub(crate) fn upper(&self) -> &Arc<Tmpfs> {
+        &self.upper
+    }
+
+    /// The lower (host) layer.
+    pub(crate) fn lower(&self) -> &Arc<HostFs> {
+        &self.lower
+    }
+
     fn lock(&self) -> MutexGuard<'_, ()> {
         self.mu.lock().unwrap_or_else(|e| e.into_inner())
     }

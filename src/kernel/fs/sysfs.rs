@@ -17,7 +17,7 @@ use crate::errno::{Errno, KResult};
 const SYSFS_MAGIC: i64 = 0x6265_6572;
 
 /// A fixed read-only file's contents.
-struct Text {
+pub(super) struct Text {
     data: Vec<u8>,
     stat: Stat,
 }
@@ -52,7 +52,7 @@ enum Node {
 #[derive(Debug)]
 pub struct SysFs {
     ncpus: usize,
-    dev: u64,
+    pub(super) dev: u64,
 }
 
 impl Default for SysFs {

@@ -24,7 +24,7 @@ use crate::kernel::wait::WaitQueue;
 use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// `TMPFS_MAGIC` for statfs.
 pub const TMPFS_MAGIC: i64 = 0x0102_1994;
@@ -41,12 +41,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Byte accounting against an optional size limit.
 #[derive(Debug)]
 pub(crate) struct Space {
-    limit: Option<u64>,
+    pub(super) limit: Option<u64>,
     used: AtomicU64,
 }
 
 impl Space {
-    fn new(limit: Option<u64>) -> Space {
+    pub(super) fn new(limit: Option<u64>) -> Space {
         Space {
             limit,
             used: AtomicU64::new(0),
@@ -78,7 +78,7 @@ impl Space {
     }
 
     /// Reserves exactly `n` bytes or fails with ENOSPC.
-    fn reserve_exact(&self, n: u64) -> KResult<()> {
+    pub(super) fn reserve_exact(&self, n: u64) -> KResult<()> {
         if n == 0 {
             return Ok(());
         }
@@ -103,16 +103,17 @@ impl Space {
     }
 }
 
+/// An inode's metadata.
 #[derive(Debug, Clone, Copy)]
-struct Meta {
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    nlink: u64,
-    rdev: u64,
-    atime: Timestamp,
-    mtime: Timestamp,
-    ctime: Timestamp,
+pub(super) struct Meta {
+    pub(super) mode: u32,
+    pub(super) uid: u32,
+    pub(super) gid: u32,
+    pub(super) nlink: u64,
+    pub(super) rdev: u64,
+    pub(super) atime: Timestamp,
+    pub(super) mtime: Timestamp,
+    pub(super) ctime: Timestamp,
 }
 
 /// A directory entry of the tmpfs: a node or (overlay upper only) a
@@ -125,20 +126,23 @@ pub(crate) enum Entry {
     Whiteout,
 }
 
-struct DirData {
-    entries: BTreeMap<Vec<u8>, Entry>,
+/// A directory's entries.
+pub(super) struct DirData {
+    pub(super) entries: BTreeMap<Vec<u8>, Entry>,
     /// Lower-layer entries below this directory are hidden (overlay only).
-    opaque: bool,
+    pub(super) opaque: bool,
 }
 
-struct FileState {
-    fd: Option<Arc<OwnedFd>>,
-    size: u64,
+/// A regular file's data: a memfd (None until first needed) and the size.
+pub(super) struct FileState {
+    pub(super) fd: Option<Arc<OwnedFd>>,
+    pub(super) size: u64,
 }
 
-struct FileData {
-    state: Mutex<FileState>,
-    space: Arc<Space>,
+/// A regular file: its data, charged to `space`.
+pub(super) struct FileData {
+    pub(super) state: Mutex<FileState>,
+    pub(super) space: Arc<Space>,
 }
 
 impl Drop for FileData {
@@ -148,7 +152,8 @@ impl Drop for FileData {
     }
 }
 
-enum Kind {
+/// What an inode is.
+pub(super) enum Kind {
     Dir(Mutex<DirData>),
     File(FileData),
     Symlink(Vec<u8>),
@@ -159,10 +164,13 @@ enum Kind {
 
 /// A tmpfs inode.
 pub(crate) struct Inode {
-    ino: u64,
-    dev: u64,
-    meta: Mutex<Meta>,
-    kind: Kind,
+    /// Identity of the inode within its tmpfs, never reused (unlike
+    /// `ino`, which copy-up may repeat): checkpoints refer to it.
+    pub(super) serial: u64,
+    pub(super) ino: u64,
+    pub(super) dev: u64,
+    pub(super) meta: Mutex<Meta>,
+    pub(super) kind: Kind,
 }
 
 /// A fresh close-on-exec memfd for file data.
@@ -549,11 +557,20 @@ pub(crate) enum Remove {
 
 /// An in-memory filesystem (see the module docs).
 pub struct Tmpfs {
-    dev: u64,
-    next_ino: AtomicU64,
-    root: Arc<Inode>,
-    ns: Mutex<()>,
-    space: Arc<Space>,
+    pub(super) dev: u64,
+    pub(super) next_ino: AtomicU64,
+    /// Next [`Inode::serial`].
+    pub(super) next_serial: AtomicU64,
+    pub(super) root: Arc<Inode>,
+    pub(super) ns: Mutex<()>,
+    pub(super) space: Arc<Space>,
+    /// Non-directories whose last link went while they may still be open
+    /// (checkpoints save those still alive), and the list length at which
+    /// dead ones are next pruned.
+    pub(super) orphans: Mutex<(Vec<Weak<Inode>>, usize)>,
+    /// After a restore: the restored inodes by serial (see
+    /// `super::snapshot`).
+    pub(super) restored: Mutex<Option<super::snapshot::RestoreIndex>>,
 }
 
 impl std::fmt::Debug for Tmpfs {
@@ -588,6 +605,7 @@ impl Tmpfs {
     ) -> Tmpfs {
         let t = now();
         let root = Arc::new(Inode {
+            serial: 0,
             ino: root_ino,
             dev,
             meta: Mutex::new(Meta {
@@ -608,10 +626,26 @@ impl Tmpfs {
         Tmpfs {
             dev,
             next_ino: AtomicU64::new(first_ino),
+            next_serial: AtomicU64::new(1),
             root,
             ns: Mutex::new(()),
             space: Arc::new(Space::new(limit)),
+            orphans: Mutex::new((Vec::new(), 64)),
+            restored: Mutex::new(None),
         }
+    }
+
+    /// Remembers `n` if its last link just went (it may still be open).
+    fn note_orphan(&self, n: &Arc<Inode>) {
+        if n.is_dir() || lock(&n.meta).nlink != 0 {
+            return;
+        }
+        let mut o = lock(&self.orphans);
+        if o.0.len() >= o.1 {
+            o.0.retain(|w| w.strong_count() > 0);
+            o.1 = (o.0.len() * 2).max(64);
+        }
+        o.0.push(Arc::downgrade(n));
     }
 
     /// The device number reported in `st_dev`.
@@ -750,6 +784,7 @@ impl Tmpfs {
             mode
         };
         Ok(Arc::new(Inode {
+            serial: self.next_serial.fetch_add(1, Ordering::Relaxed),
             ino,
             dev: self.dev,
             meta: Mutex::new(Meta {
@@ -813,6 +848,7 @@ impl Tmpfs {
         }
         if let Some(n) = victim {
             n.drop_link();
+            self.note_orphan(&n);
         }
         dir.touch(true, true);
         Ok(())
@@ -883,6 +919,7 @@ impl Tmpfs {
                 .insert(nname.to_vec(), Entry::Node(src.clone()));
             if let Some(d) = dst {
                 d.drop_link();
+                self.note_orphan(&d);
             }
             src.touch(false, true);
         }
@@ -1106,8 +1143,8 @@ impl MountFs for Tmpfs {
 }
 
 /// An open tmpfs regular file.
-struct TmpFile {
-    node: Arc<Inode>,
+pub(super) struct TmpFile {
+    pub(super) node: Arc<Inode>,
 }
 
 impl FileOps for TmpFile {
@@ -1152,13 +1189,14 @@ impl FileOps for TmpFile {
 /// A named pipe's shared state.
 #[derive(Default)]
 pub(crate) struct Fifo {
-    st: Mutex<FifoState>,
+    pub(super) st: Mutex<FifoState>,
     wq: WaitQueue,
 }
 
+/// A FIFO's buffer and ends.
 #[derive(Default)]
-struct FifoState {
-    buf: VecDeque<u8>,
+pub(super) struct FifoState {
+    pub(super) buf: VecDeque<u8>,
     readers: u32,
     writers: u32,
     reader_opens: u64,
@@ -1169,11 +1207,11 @@ struct FifoState {
 /// has been opened once, an empty read (or a write without readers)
 /// reports EAGAIN instead of EOF (EPIPE), so the caller waits as Linux's
 /// blocking open would.
-struct FifoEnd {
-    node: Arc<Inode>,
+pub(super) struct FifoEnd {
+    pub(super) node: Arc<Inode>,
     fifo: Arc<Fifo>,
-    read: bool,
-    write: bool,
+    pub(super) read: bool,
+    pub(super) write: bool,
     /// Opens of the other side counted when this end was opened.
     peer_opens_at_open: u64,
     peer_present_at_open: bool,
@@ -1213,6 +1251,51 @@ impl FifoEnd {
             peer_opens_at_open,
             peer_present_at_open,
         })
+    }
+
+    /// An end of the FIFO of `node` as a checkpoint saved it: counted as
+    /// open like [`FifoEnd::open`] does, but never refused, and with the
+    /// other side seen already if `peer_seen`.
+    pub(super) fn restored(
+        node: Arc<Inode>,
+        read: bool,
+        write: bool,
+        peer_seen: bool,
+    ) -> KResult<FifoEnd> {
+        let Kind::Fifo(fifo) = &node.kind else {
+            return Err(Errno::EINVAL);
+        };
+        let fifo = fifo.clone();
+        let mut st = lock(&fifo.st);
+        let peer_opens_at_open = if read {
+            st.writer_opens
+        } else {
+            st.reader_opens
+        };
+        if read {
+            st.readers += 1;
+            st.reader_opens += 1;
+        }
+        if write {
+            st.writers += 1;
+            st.writer_opens += 1;
+        }
+        drop(st);
+        fifo.wq.notify_all();
+        Ok(FifoEnd {
+            node,
+            fifo,
+            read,
+            write,
+            peer_opens_at_open,
+            peer_present_at_open: peer_seen || (read && write),
+        })
+    }
+
+    /// Whether this end has seen the other side (so an empty read means
+    /// end of file, a write without readers EPIPE).
+    pub(super) fn peer_seen_now(&self) -> bool {
+        self.peer_seen(&lock(&self.fifo.st))
     }
 
     fn peer_seen(&self, st: &FifoState) -> bool {

@@ -15,7 +15,7 @@
 //! cannot leave the host root directory.
 
 use super::dev::DevFs;
-use super::file::{DirEntry, FileOps, OpenFile, Stat};
+use super::file::{AsAny, DirEntry, FileOps, OpenFile, Stat};
 use super::host::{HostFileMount, HostFs};
 use super::lock::LockTable;
 use super::overlay::Overlay;
@@ -42,6 +42,14 @@ static NEXT_DEV: AtomicU32 = AtomicU32::new(0x40);
 /// A fresh anonymous device number (`st_dev`) for a filesystem instance.
 pub(crate) fn alloc_dev() -> u64 {
     libc::makedev(0, NEXT_DEV.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Makes sure [`alloc_dev`] never hands out `dev` (a restored filesystem
+/// keeps its saved device number).
+pub(crate) fn reserve_dev(dev: u64) {
+    if libc::major(dev) == 0 {
+        NEXT_DEV.fetch_max(libc::minor(dev).saturating_add(1), Ordering::Relaxed);
+    }
 }
 
 /// `utimensat`'s "set to the current time" nanosecond value.
@@ -170,7 +178,7 @@ pub(crate) struct SetAttr {
 /// the mount point and normalized; intermediate components have been
 /// checked to be directories. The VFS has already done permission, type
 /// and existence checks; implementations re-check what races could change.
-pub(crate) trait MountFs: Send + Sync {
+pub(crate) trait MountFs: Send + Sync + AsAny {
     /// Stat without following a final symlink.
     fn lstat(&self, rel: &[u8]) -> KResult<Stat>;
     /// Symlink target (EINVAL if not a symlink).
@@ -213,7 +221,7 @@ pub(crate) trait MountFs: Send + Sync {
 /// Paths are relative to the mount point and normalized; `b""` is its
 /// root. It is read-mostly: creating, removing and renaming in it fail
 /// (EACCES/EPERM); changing times or truncating is accepted and ignored.
-pub trait SyntheticFs: Send + Sync {
+pub trait SyntheticFs: Send + Sync + AsAny {
     /// lstat of `rel` (symlinks are reported as symlinks).
     fn stat(&self, rel: &[u8]) -> KResult<Stat>;
     /// The target of the symlink at `rel`; EINVAL if not a symlink.
@@ -310,7 +318,7 @@ impl FileOps for DirFile {
 }
 
 /// An `O_PATH` descriptor: only fstat works.
-struct PathFile {
+pub(super) struct PathFile {
     fs: Arc<dyn MountFs>,
     rel: Vec<u8>,
 }
@@ -334,7 +342,7 @@ impl FileOps for PathFile {
 }
 
 /// Adapts a [`SyntheticFs`] to the VFS.
-struct Synth(Arc<dyn SyntheticFs>);
+pub(super) struct Synth(pub(super) Arc<dyn SyntheticFs>);
 
 impl MountFs for Synth {
     fn lstat(&self, rel: &[u8]) -> KResult<Stat> {
@@ -471,7 +479,7 @@ pub struct TmpfsOptions {
 
 /// A mount made read-only: lookups and reads go through; every change
 /// fails with EROFS (the VFS checks `read_only` first for most).
-struct ReadOnlyMount(Arc<dyn MountFs>);
+pub(super) struct ReadOnlyMount(pub(super) Arc<dyn MountFs>);
 
 impl MountFs for ReadOnlyMount {
     fn lstat(&self, rel: &[u8]) -> KResult<Stat> {
@@ -539,7 +547,7 @@ impl MountFs for ReadOnlyMount {
 }
 
 /// How the host directory becomes the sandbox root.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum RootMode {
     /// A tmpfs upper layer over the read-only host directory: the sandbox
     /// can write, the host directory never changes.
@@ -551,23 +559,36 @@ pub enum RootMode {
     Direct,
 }
 
-struct Mount {
-    at: Vec<u8>,
-    id: usize,
-    fs: Arc<dyn MountFs>,
+/// One mount of the table.
+pub(super) struct Mount {
+    /// Absolute normalized mount point.
+    pub(super) at: Vec<u8>,
+    /// Mount id.
+    pub(super) id: usize,
+    /// The filesystem.
+    pub(super) fs: Arc<dyn MountFs>,
     /// What /proc/mounts shows as the source ("tmpfs", a host path, ...).
-    source: String,
+    pub(super) source: String,
     /// Filesystem-specific options /proc/mounts shows ("size=...").
-    data: String,
+    pub(super) data: String,
 }
 
 static NEXT_MOUNT_ID: AtomicUsize = AtomicUsize::new(1);
 
+/// Makes sure new mounts never get id `id` (a restored mount keeps its
+/// saved id).
+pub(super) fn reserve_mount_id(id: usize) {
+    NEXT_MOUNT_ID.fetch_max(id.saturating_add(1), Ordering::Relaxed);
+}
+
 /// Where a path lives.
-struct Loc<'p> {
-    fs: Arc<dyn MountFs>,
-    rel: &'p [u8],
-    id: usize,
+pub(super) struct Loc<'p> {
+    /// The filesystem mounted there.
+    pub(super) fs: Arc<dyn MountFs>,
+    /// The path relative to the mount point.
+    pub(super) rel: &'p [u8],
+    /// The mount's id.
+    pub(super) id: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -636,11 +657,12 @@ const OPEN_ONLY_FLAGS: i32 =
 /// The sandbox's file namespace (see the module docs). `Send + Sync`;
 /// share it as `Arc<Vfs>`.
 pub struct Vfs {
-    mode: RootMode,
-    mounts: RwLock<Vec<Mount>>,
-    locks: Arc<LockTable>,
+    pub(super) mode: RootMode,
+    /// Longest mount point first.
+    pub(super) mounts: RwLock<Vec<Mount>>,
+    pub(super) locks: Arc<LockTable>,
     /// Holds anonymous files (memfd_create) while they are open.
-    anon: Tmpfs,
+    pub(super) anon: Tmpfs,
 }
 static_assertions::assert_impl_all!(Vfs: Send, Sync);
 
@@ -922,7 +944,8 @@ impl Vfs {
         }
     }
 
-    fn locate<'p>(&self, abs: &'p [u8]) -> Loc<'p> {
+    /// The mount serving absolute normalized path `abs`.
+    pub(super) fn locate<'p>(&self, abs: &'p [u8]) -> Loc<'p> {
         let mounts = self.mounts.read().unwrap_or_else(|e| e.into_inner());
         for m in mounts.iter() {
             if path::is_within(abs, &m.at) {

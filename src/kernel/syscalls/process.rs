@@ -555,6 +555,8 @@ fn new_task(r: &Runner, tid: i32, tg: Arc<ThreadGroup>, flags: u64) -> KResult<A
         cpu_ns: AtomicU64::new(0),
         cur_syscall: AtomicI32::new(-1),
         regs_snapshot: Mutex::new(None),
+        fp_snapshot: Mutex::new(None),
+        parked: AtomicBool::new(false),
     }))
 }
 
@@ -640,7 +642,7 @@ fn do_clone(
         regs.fs_base = tls;
     }
     let src = if vm {
-        ContextSource::Member(r.ctx.clone_member().map_err(Errno)?)
+        ContextSource::Member(r.ctx.clone_member().map_err(Errno)?, None)
     } else {
         ContextSource::NewProcess {
             fp: Some(r.ctx.get_fp().map_err(Errno)?),

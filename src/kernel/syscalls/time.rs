@@ -95,6 +95,7 @@ pub fn time(r: &mut Runner, a: A) -> KResult<u64> {
 fn sleep_until(r: &mut Runner, deadline: Instant, rem: u64) -> KResult<u64> {
     match r.block::<()>(&[], &[], Some(deadline), |_| None) {
         Err(Errno::ETIMEDOUT) => Ok(0),
+        Err(Errno::ERESTARTNOINTR) => Err(Errno::ERESTARTNOINTR),
         Err(_) => {
             if rem != 0 {
                 let left = deadline.saturating_duration_since(Instant::now());
