@@ -65,7 +65,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The target for 1 MiB reads of a host file: rvisor / native.
 const READ_1M_RATIO_TARGET: f64 = 1.2;

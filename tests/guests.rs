@@ -114,6 +114,21 @@ guest_test!(
     ]
 );
 guest_test!(
+    rwpaths,
+    status = 0,
+    expect = [
+        "read across mappings: 8192 pattern=1 pos=8292 untouched=1,1",
+        "readv 3 iovs: 3500 pattern=1,1,1 pos=7596",
+        "write across mappings: 8192, writev: 600, pwrite: 8192, file 20480 bytes, data=1,1,1,1",
+        "pipe across mappings: wrote 8192 read 8192 data=1",
+        "child read into shared memory: exit 0 pattern=1",
+        "read into shared file mapping: 4096, file has it: 1",
+        "read into read-only page: EFAULT",
+        "read dir into NULL: EISDIR",
+        "failures: 0",
+    ]
+);
+guest_test!(
     exitcodes,
     status = 3,
     expect = ["atexit: registered first, runs last"]

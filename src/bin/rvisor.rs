@@ -51,6 +51,9 @@ enum Cmd {
         /// Root filesystem directory.
         #[arg(long)]
         rootfs: std::path::PathBuf,
+        /// Give the program a terminal (the spec's `process.terminal`).
+        #[arg(long, short = 't')]
+        terminal: bool,
         /// Working directory inside the sandbox.
         #[arg(long, default_value = "/")]
         cwd: String,
@@ -353,6 +356,7 @@ fn main() -> ExitCode {
         }
         Cmd::Run {
             rootfs,
+            terminal,
             cwd,
             env,
             platform,
@@ -363,6 +367,14 @@ fn main() -> ExitCode {
             let root = rootfs.to_string_lossy().into_owned();
             rvisor::simple_spec(&root, &cwd, &argv, &env)
                 .map_err(|e| e.to_string())
+                .map(|mut spec| {
+                    if terminal && let Some(p) = spec.process().clone() {
+                        let mut p = p;
+                        p.set_terminal(Some(true));
+                        spec.set_process(Some(p));
+                    }
+                    spec
+                })
                 .and_then(|spec| {
                     run_sandbox(
                         spec,

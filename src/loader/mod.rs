@@ -162,6 +162,8 @@ struct Inner {
     config: Config,
     root: Option<RootProcess>,
     subs: std::sync::Mutex<std::collections::HashMap<String, SubContainer>>,
+    /// The root container's terminal, when its spec asks for one.
+    console: std::sync::Mutex<Option<crate::kernel::pty::Console>>,
 }
 
 /// A sandbox, in lifecycle state `S`.
@@ -361,6 +363,7 @@ impl Loader<Created> {
                 config: args.config.clone(),
                 root: Some(process),
                 subs: std::sync::Mutex::new(std::collections::HashMap::new()),
+                console: std::sync::Mutex::new(None),
             }),
             _state: PhantomData,
         })
@@ -375,17 +378,34 @@ impl Loader<Created> {
             .take()
             .ok_or_else(|| Error::Spec("root container already started".into()))?;
         let path = String::from_utf8_lossy(&root.argv[0]).into_owned();
+        let terminal = self.inner.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+        let (stdio, console) = if terminal {
+            // The container gets a pseudo-terminal as its controlling
+            // terminal; our stdin/stdout are relayed to its master.
+            let [stdin, stdout, _stderr] = root.stdio;
+            let (slave, console) =
+                crate::kernel::pty::attach_console(&self.inner.kernel, stdin, stdout).map_err(kerr("console"))?;
+            (vec![slave.clone(), slave.clone(), slave], Some(console))
+        } else {
+            (stdio_files(root.stdio), None)
+        };
         let spec = ProcessSpec {
             argv: root.argv,
             envp: root.envp,
             cwd: root.cwd,
             cred: root.cred,
-            stdio: stdio_files(root.stdio),
+            stdio,
             container: self.inner.id.clone(),
             vfs: None,
         };
         match self.inner.kernel.create_process(spec) {
-            Ok(_) => Ok(self.into_state()),
+            Ok(pid) => {
+                if let Some(c) = console {
+                    c.set_controlling(pid, pid);
+                    *crate::kernel::task::lock(&self.inner.console) = Some(c);
+                }
+                Ok(self.into_state())
+            }
             Err(errno) => Err(Error::Exec { path, errno }),
         }
     }
@@ -394,7 +414,12 @@ impl Loader<Created> {
 impl Loader<Started> {
     /// Blocks until the root container's init exits and returns its status.
     pub fn wait(&self) -> ExitStatus {
-        self.handle().wait_root()
+        let st = self.handle().wait_root();
+        // Everything the container wrote to its terminal reaches ours.
+        if let Some(c) = crate::kernel::task::lock(&self.inner.console).take() {
+            c.close();
+        }
+        st
     }
 
     /// Waits for a process (reaping it if it was started by `exec`).

@@ -7,6 +7,7 @@ use crate::errno::{Errno, KResult};
 use crate::platform::AddressSpaceOps;
 use crate::platform::ptrace::stub::{STUB_ADDR, STUB_END};
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
@@ -651,6 +652,46 @@ impl AddressSpace {
         err.map_or(Ok(()), Err)
     }
 
+    /// Pins the application memory of `iov` (address, length pairs, in
+    /// order) for the kernel to read in place: EFAULT if any of it is
+    /// unmapped or unreadable, `None` if some of it is not in the memory
+    /// file (a shared mapping of another file: copy with `read` then).
+    pub fn user_slices(&self, iov: &[(u64, usize)]) -> KResult<Option<UserSlices>> {
+        Ok(self.pin(iov, false)?.map(UserSlices))
+    }
+
+    /// Like [`AddressSpace::user_slices`], for the kernel to write in
+    /// place: EFAULT if any of the memory is unmapped or not writable.
+    pub fn user_slices_mut(&self, iov: &[(u64, usize)]) -> KResult<Option<UserSlicesMut>> {
+        Ok(self.pin(iov, true)?.map(UserSlicesMut))
+    }
+
+    fn pin(&self, iov: &[(u64, usize)], write: bool) -> KResult<Option<Pinned>> {
+        let mut pinned = Pinned {
+            mf: self.mf.clone(),
+            pieces: Vec::new(),
+            ranges: Vec::new(),
+        };
+        let mut in_file = true;
+        for &(addr, len) in iov {
+            self.walk(addr, len, write, |v, a, n, _| {
+                let Backing::Mem { range, off } = &v.backing else {
+                    in_file = false;
+                    return;
+                };
+                let at = range.off + off + (a - v.start);
+                match pinned.pieces.last_mut() {
+                    Some((o, l)) if *o + *l as u64 == at => *l += n,
+                    _ => pinned.pieces.push((at, n)),
+                }
+                if !pinned.ranges.iter().any(|r| Arc::ptr_eq(r, range)) {
+                    pinned.ranges.push(range.clone());
+                }
+            })?;
+        }
+        Ok(in_file.then_some(pinned))
+    }
+
     /// Reads a NUL-terminated string of at most `max` bytes (without the
     /// NUL). ENAMETOOLONG if no NUL is found within `max`.
     pub fn read_cstr(&self, addr: u64, max: usize) -> KResult<Vec<u8>> {
@@ -732,6 +773,103 @@ impl AddressSpace {
             done += got as u64;
         }
         Ok(())
+    }
+}
+
+/// Memory-file runs of application memory, kept allocated while held.
+struct Pinned {
+    mf: Arc<MemoryFile>,
+    /// (offset in the memory file, length) in application address order;
+    /// runs adjacent in the file are merged.
+    pieces: Vec<(u64, usize)>,
+    /// The allocations the pieces lie in.
+    ranges: Vec<Arc<MemRange>>,
+}
+
+impl Pinned {
+    fn len(&self) -> usize {
+        self.pieces.iter().map(|p| p.1).sum()
+    }
+}
+
+/// Application memory the kernel reads in place (`write(2)` hands a file
+/// the application's own bytes; no kernel buffer, no copy), from
+/// [`AddressSpace::user_slices`].
+///
+/// The memory stays allocated while this is held, so no lock on the
+/// address space is needed meanwhile: if the application unmaps it in the
+/// meantime, the transfer still finishes into (or from) pages nobody sees
+/// any more, as it can on Linux. The bytes are the application's, which
+/// may change them concurrently: treat them as a transfer buffer only.
+pub struct UserSlices(Pinned);
+
+impl UserSlices {
+    /// Total bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.0.pieces.is_empty()
+    }
+
+    /// Number of contiguous pieces.
+    pub fn pieces(&self) -> usize {
+        self.0.pieces.len()
+    }
+
+    /// Calls `f` on each piece in order until it breaks; returns the
+    /// break value.
+    pub fn for_each<B>(&self, mut f: impl FnMut(&[u8]) -> ControlFlow<B>) -> Option<B> {
+        for &(off, len) in &self.0.pieces {
+            // SAFETY: the piece lies in allocations `ranges` keeps alive, so
+            // no other allocation reuses it while the slice exists; the
+            // slice lives only for this call. Concurrent changes by the
+            // application are allowed by the type's contract.
+            let s = unsafe { self.0.mf.slice(off, len) };
+            if let ControlFlow::Break(b) = f(s) {
+                return Some(b);
+            }
+        }
+        None
+    }
+}
+
+/// Application memory the kernel writes in place (`read(2)` hands a file
+/// the application's buffer), from [`AddressSpace::user_slices_mut`]; as
+/// [`UserSlices`] otherwise.
+pub struct UserSlicesMut(Pinned);
+
+impl UserSlicesMut {
+    /// Total bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.0.pieces.is_empty()
+    }
+
+    /// Number of contiguous pieces.
+    pub fn pieces(&self) -> usize {
+        self.0.pieces.len()
+    }
+
+    /// Calls `f` on each piece in order until it breaks; returns the
+    /// break value. One piece is lent at a time, so two pieces that are
+    /// the same memory (a shared mapping mapped twice) never alias.
+    pub fn for_each_mut<B>(&mut self, mut f: impl FnMut(&mut [u8]) -> ControlFlow<B>) -> Option<B> {
+        for &(off, len) in &self.0.pieces {
+            // SAFETY: as in `UserSlices::for_each`; the mutable slice is the
+            // only one this pin lends at a time (`&mut self`).
+            let s = unsafe { self.0.mf.slice_mut(off, len) };
+            if let ControlFlow::Break(b) = f(s) {
+                return Some(b);
+            }
+        }
+        None
     }
 }
 

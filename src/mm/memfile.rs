@@ -261,6 +261,19 @@ impl MemoryFile {
         unsafe { std::slice::from_raw_parts_mut(self.base.add(off as usize), len) }
     }
 
+    /// A view of `len` bytes at `off`, for writing application memory
+    /// straight to a file.
+    ///
+    /// # Safety
+    /// As for [`MemoryFile::slice_mut`]: the slice must not outlive the
+    /// range it covers, and the application may change the bytes
+    /// concurrently.
+    pub unsafe fn slice(&self, off: u64, len: usize) -> &[u8] {
+        self.check(off, len);
+        // SAFETY: inside the mapping; aliasing as documented above.
+        unsafe { std::slice::from_raw_parts(self.base.add(off as usize), len) }
+    }
+
     /// Copies `len` bytes from `src` to `dst`, skipping holes (pages never
     /// touched stay unallocated in the copy).
     pub fn copy(&self, dst: u64, src: u64, len: u64) {

@@ -8,6 +8,8 @@ use crate::kernel::pipe::Pipe;
 use crate::kernel::run::Runner;
 use crate::kernel::task::lock;
 use crate::kernel::{Errno, KResult};
+use crate::mm::address_space::{UserSlices, UserSlicesMut};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,17 +47,29 @@ impl Runner {
         buf: &mut [u8],
         pos: Option<u64>,
     ) -> KResult<usize> {
+        self.file_read_with(f, pos, |at| f.ops.read(buf, at))
+    }
+
+    /// `file_read` with the transfer done by `read(at)`: one non-blocking
+    /// read at `at` (None for a stream). A seekable description's position
+    /// stays locked during it.
+    fn file_read_with(
+        &mut self,
+        f: &Arc<OpenFile>,
+        pos: Option<u64>,
+        mut read: impl FnMut(Option<u64>) -> KResult<usize>,
+    ) -> KResult<usize> {
         if !f.readable() {
             return Err(Errno::EBADF);
         }
         loop {
             let res = if f.ops.seekable() && pos.is_none() {
                 let mut p = lock(&f.pos);
-                let n = f.ops.read(buf, Some(*p))?;
+                let n = read(Some(*p))?;
                 *p += n as u64;
                 Ok(n)
             } else {
-                f.ops.read(buf, pos)
+                read(pos)
             };
             match res {
                 Err(Errno::EAGAIN) if !f.nonblocking() => self.wait_ready(f, PollEvents::IN)?,
@@ -72,6 +86,20 @@ impl Runner {
         buf: &[u8],
         pos: Option<u64>,
     ) -> KResult<usize> {
+        self.file_write_with(f, buf.len(), pos, |skip, at| f.ops.write(&buf[skip..], at))
+    }
+
+    /// `file_write` of `len` bytes with the transfer done by
+    /// `write(skip, at)`: one non-blocking write of the bytes from `skip`
+    /// on, at `at` (None for a stream). A seekable description's position
+    /// stays locked during it.
+    fn file_write_with(
+        &mut self,
+        f: &Arc<OpenFile>,
+        len: usize,
+        pos: Option<u64>,
+        mut write: impl FnMut(usize, Option<u64>) -> KResult<usize>,
+    ) -> KResult<usize> {
         if !f.writable() {
             return Err(Errno::EBADF);
         }
@@ -82,21 +110,21 @@ impl Runner {
                 if f.flags() & libc::O_APPEND != 0 {
                     *p = f.ops.stat()?.st_size as u64;
                 }
-                let n = f.ops.write(&buf[done..], Some(*p))?;
+                let n = write(done, Some(*p))?;
                 *p += n as u64;
                 Ok(n)
             } else if f.ops.seekable() && pos.is_some() && f.flags() & libc::O_APPEND != 0 {
                 // Linux's pwrite(2) on an O_APPEND file appends, whatever
                 // the offset (see BUGS in pwrite(2)).
                 let size = f.ops.stat()?.st_size as u64;
-                f.ops.write(&buf[done..], Some(size))
+                write(done, Some(size))
             } else {
-                f.ops.write(&buf[done..], pos.map(|p| p + done as u64))
+                write(done, pos.map(|p| p + done as u64))
             };
             match res {
                 Ok(n) => {
                     done += n;
-                    if done >= buf.len() || f.nonblocking() || f.ops.seekable() || n == 0 {
+                    if done >= len || f.nonblocking() || f.ops.seekable() || n == 0 {
                         return Ok(done);
                     }
                 }
@@ -131,6 +159,8 @@ impl Runner {
     }
 }
 
+/// Reads from `f` into application memory at `addr`: in place where
+/// possible (see `read_in_place`), through a kernel buffer otherwise.
 fn read_into_app(
     r: &mut Runner,
     f: &Arc<OpenFile>,
@@ -139,6 +169,62 @@ fn read_into_app(
     pos: Option<u64>,
 ) -> KResult<usize> {
     let len = len.min(MAX_RW);
+    read_in_place(r, f, &[(addr, len)], pos)
+        .unwrap_or_else(|| read_through_buffer(r, f, addr, len, pos))
+}
+
+/// Reads from `f` straight into the application memory of `iov` (at most
+/// MAX_RW bytes in all): the file's `read` gets the application's own
+/// pages, so the bytes are copied once, as on Linux. `None` (nothing done)
+/// where the memory is not all memory-file memory (a shared mapping of a
+/// tmpfs file, a bad address: the caller copies, and so reports faults as
+/// it always has), for empty transfers, and for a stream into several
+/// pieces (its bytes must come in one read).
+fn read_in_place(
+    r: &mut Runner,
+    f: &Arc<OpenFile>,
+    iov: &[(u64, usize)],
+    pos: Option<u64>,
+) -> Option<KResult<usize>> {
+    // A statement of its own: the address space must not stay locked
+    // while the file reads (and perhaps blocks).
+    let pinned = lock(&r.mm).user_slices_mut(iov);
+    let mut dst = pinned.ok().flatten()?;
+    if dst.is_empty() || (dst.pieces() > 1 && !f.ops.seekable()) {
+        return None;
+    }
+    Some(r.file_read_with(f, pos, |at| read_pieces(f, &mut dst, at)))
+}
+
+/// One non-blocking read into pinned application memory, piece after
+/// piece from `at` on, up to a short read. A stream (`at` None) is read
+/// into the first piece only: callers give it one.
+fn read_pieces(f: &OpenFile, dst: &mut UserSlicesMut, at: Option<u64>) -> KResult<usize> {
+    let mut done = 0;
+    let err = dst.for_each_mut(|buf| match f.ops.read(buf, at.map(|p| p + done as u64)) {
+        Ok(n) => {
+            done += n;
+            if n < buf.len() || at.is_none() {
+                ControlFlow::Break(None)
+            } else {
+                ControlFlow::Continue(())
+            }
+        }
+        Err(e) => ControlFlow::Break(Some(e)),
+    });
+    match err {
+        Some(Some(e)) if done == 0 => Err(e),
+        _ => Ok(done),
+    }
+}
+
+fn read_through_buffer(
+    r: &mut Runner,
+    f: &Arc<OpenFile>,
+    addr: u64,
+    len: usize,
+    pos: Option<u64>,
+) -> KResult<usize> {
     let mut buf = vec![0u8; len.min(CHUNK)];
     let mut done = 0;
     while done < len {
@@ -159,6 +245,8 @@ fn read_into_app(
     Ok(done)
 }
 
+/// Writes application memory at `addr` to `f`: in place where possible
+/// (see `write_in_place`), through a kernel buffer otherwise.
 fn write_from_app(
     r: &mut Runner,
     f: &Arc<OpenFile>,
@@ -167,6 +255,73 @@ fn write_from_app(
     pos: Option<u64>,
 ) -> KResult<usize> {
     let len = len.min(MAX_RW);
+    write_in_place(r, f, &[(addr, len)], pos)
+        .unwrap_or_else(|| write_through_buffer(r, f, addr, len, pos))
+}
+
+/// Writes the application memory of `iov` (at most MAX_RW bytes in all)
+/// to `f` straight from the application's pages; `None` (nothing done)
+/// where that is not possible, as for `read_in_place`. (A stream gets
+/// one piece only, so that a pipe write up to PIPE_BUF stays atomic. An
+/// empty write goes the copying way, which hands the file an empty
+/// buffer, as a zero-length datagram needs.)
+fn write_in_place(
+    r: &mut Runner,
+    f: &Arc<OpenFile>,
+    iov: &[(u64, usize)],
+    pos: Option<u64>,
+) -> Option<KResult<usize>> {
+    let pinned = lock(&r.mm).user_slices(iov);
+    let src = pinned.ok().flatten()?;
+    if src.is_empty() || (src.pieces() > 1 && !f.ops.seekable()) {
+        return None;
+    }
+    Some(r.file_write_with(f, src.len(), pos, |skip, at| {
+        write_pieces(f, &src, skip, at)
+    }))
+}
+
+/// One non-blocking write of pinned application memory, from byte `skip`
+/// on, piece after piece from `at` on, up to a short write. A stream (`at`
+/// None) is written from the first piece only: callers give it one.
+fn write_pieces(
+    f: &OpenFile,
+    src: &UserSlices,
+    mut skip: usize,
+    at: Option<u64>,
+) -> KResult<usize> {
+    let mut done = 0;
+    let err = src.for_each(|buf| {
+        if skip >= buf.len() {
+            skip -= buf.len();
+            return ControlFlow::Continue(());
+        }
+        let buf = &buf[std::mem::take(&mut skip)..];
+        match f.ops.write(buf, at.map(|p| p + done as u64)) {
+            Ok(n) => {
+                done += n;
+                if n < buf.len() || at.is_none() {
+                    ControlFlow::Break(None)
+                } else {
+                    ControlFlow::Continue(())
+                }
+            }
+            Err(e) => ControlFlow::Break(Some(e)),
+        }
+    });
+    match err {
+        Some(Some(e)) if done == 0 => Err(e),
+        _ => Ok(done),
+    }
+}
+
+fn write_through_buffer(
+    r: &mut Runner,
+    f: &Arc<OpenFile>,
+    addr: u64,
+    len: usize,
+    pos: Option<u64>,
+) -> KResult<usize> {
     if len <= CHUNK || !f.ops.seekable() {
         let mut buf = vec![0u8; len];
         r.read_mem(addr, &mut buf)?;
@@ -193,10 +348,14 @@ fn write_from_app(
 
 pub fn read(r: &mut Runner, a: A) -> KResult<u64> {
     let f = r.file(a[0])?;
-    if f.ops.stat()?.is_dir() {
-        return Err(Errno::EISDIR);
+    let len = a[2] as usize;
+    match read_into_app(r, &f, a[1], len, None) {
+        Ok(n) if n > 0 || len > 0 => Ok(n as u64),
+        // A directory says EISDIR whatever the buffer; asked only when the
+        // read failed or was empty, to keep fstat off the hot path.
+        _ if f.ops.stat().is_ok_and(|st| st.is_dir()) => Err(Errno::EISDIR),
+        res => res.map(|n| n as u64),
     }
-    read_into_app(r, &f, a[1], a[2] as usize, None).map(|n| n as u64)
 }
 
 pub fn write(r: &mut Runner, a: A) -> KResult<u64> {
@@ -241,10 +400,24 @@ fn read_iov(r: &Runner, addr: u64, cnt: u64) -> KResult<Vec<(u64, usize)>> {
     Ok(v)
 }
 
+/// The iovec list cut to MAX_RW bytes in all.
+fn clamp_iov(iov: &mut Vec<(u64, usize)>) {
+    let mut left = MAX_RW;
+    for e in iov.iter_mut() {
+        e.1 = e.1.min(left);
+        left -= e.1;
+    }
+    iov.retain(|e| e.1 > 0);
+}
+
 fn do_readv(r: &mut Runner, fd: u64, iov: u64, cnt: u64, pos: Option<u64>) -> KResult<u64> {
     let f = r.file(fd)?;
-    let iov = read_iov(r, iov, cnt)?;
-    let total: usize = iov.iter().map(|e| e.1).sum::<usize>().min(MAX_RW);
+    let mut iov = read_iov(r, iov, cnt)?;
+    clamp_iov(&mut iov);
+    if let Some(res) = read_in_place(r, &f, &iov, pos) {
+        return res.map(|n| n as u64);
+    }
+    let total: usize = iov.iter().map(|e| e.1).sum();
     let mut buf = vec![0u8; total];
     let n = r.file_read(&f, &mut buf, pos)?;
     let mut off = 0;
@@ -261,12 +434,13 @@ fn do_readv(r: &mut Runner, fd: u64, iov: u64, cnt: u64, pos: Option<u64>) -> KR
 
 fn do_writev(r: &mut Runner, fd: u64, iov: u64, cnt: u64, pos: Option<u64>) -> KResult<u64> {
     let f = r.file(fd)?;
-    let iov = read_iov(r, iov, cnt)?;
+    let mut iov = read_iov(r, iov, cnt)?;
+    clamp_iov(&mut iov);
+    if let Some(res) = write_in_place(r, &f, &iov, pos) {
+        return res.map(|n| n as u64);
+    }
     let mut buf = Vec::new();
     for (base, len) in iov {
-        if len == 0 {
-            continue;
-        }
         let start = buf.len();
         buf.resize(start + len, 0);
         if let Err(e) = r.read_mem(base, &mut buf[start..]) {
