@@ -238,3 +238,25 @@ fn broken_statefiles_are_rejected_with_a_reason() {
     // The original sandbox is untouched.
     assert_eq!(r.rvisor(&["delete", "--force", "src"]).status, 0);
 }
+
+#[test]
+fn python_state_in_memory_survives() {
+    checkpoint_midway(
+        "py",
+        &[
+            "/usr/bin/python3",
+            "-c",
+            "import time\nd = {i: i * i for i in range(100000)}\nprint('built', len(d))\nfor _ in range(40):\n    time.sleep(0.01)\nprint(sum(d.values()), d[99999])",
+        ],
+        Duration::from_millis(400),
+    );
+}
+
+#[test]
+fn bash_while_loop_survives() {
+    checkpoint_midway(
+        "bash",
+        &["/bin/bash", "-c", "i=0; while [ $i -lt 25 ]; do echo \"n=$i\"; i=$((i+1)); sleep 0.02; done; echo end"],
+        Duration::from_millis(300),
+    );
+}
