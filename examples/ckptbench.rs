@@ -13,34 +13,65 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn null() -> OwnedFd {
-    std::fs::File::options().read(true).write(true).open("/dev/null").expect("/dev/null").into()
+    std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .expect("/dev/null")
+        .into()
 }
 
 fn guest() -> PathBuf {
     let out = PathBuf::from("target/guests/memhog-static");
     let src = PathBuf::from("tests/guests/memhog.c");
-    let fresh = out.metadata().and_then(|m| m.modified()).ok() >= src.metadata().and_then(|m| m.modified()).ok();
+    let fresh = out.metadata().and_then(|m| m.modified()).ok()
+        >= src.metadata().and_then(|m| m.modified()).ok();
     if !out.exists() || !fresh {
         std::fs::create_dir_all("target/guests").expect("target/guests");
-        let st = Command::new("cc").args(["-O2", "-static", "-o"]).arg(&out).arg(&src).status().expect("cc");
+        let st = Command::new("cc")
+            .args(["-O2", "-static", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status()
+            .expect("cc");
         assert!(st.success(), "cc memhog.c failed");
     }
     std::fs::canonicalize(out).expect("guest path")
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let sizes: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let sizes = if sizes.is_empty() { vec![16, 256, 1024] } else { sizes };
+    let sizes: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![16, 256, 1024]
+    } else {
+        sizes
+    };
     let exe = guest();
     let scratch = PathBuf::from("target/ckptbench");
     std::fs::create_dir_all(&scratch)?;
-    println!("{:>8} {:>12} {:>12} {:>14} {:>14} {:>10}", "MiB", "checkpoint", "restore", "statefile", "non-zero", "overhead");
+    println!(
+        "{:>8} {:>12} {:>12} {:>14} {:>14} {:>10}",
+        "MiB", "checkpoint", "restore", "statefile", "non-zero", "overhead"
+    );
     for mib in sizes {
         let ready = scratch.join(format!("ready-{mib}"));
         let out = std::fs::File::create(&ready)?;
-        let spec = rvisor::simple_spec("/", "/", &[exe.to_str().unwrap_or_default(), &mib.to_string()], &[])?;
+        let spec = rvisor::simple_spec(
+            "/",
+            "/",
+            &[exe.to_str().unwrap_or_default(), &mib.to_string()],
+            &[],
+        )?;
         let stdio = [null(), out.try_clone()?.into(), out.into()];
-        let started = Loader::new(Args { spec, config: Config::default(), stdio })?.start()?;
+        let started = Loader::new(Args {
+            spec,
+            config: Config::default(),
+            stdio,
+        })?
+        .start()?;
         let deadline = Instant::now() + Duration::from_secs(120);
         while std::fs::read_to_string(&ready)?.is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));

@@ -256,7 +256,11 @@ fn python_state_in_memory_survives() {
 fn bash_while_loop_survives() {
     checkpoint_midway(
         "bash",
-        &["/bin/bash", "-c", "i=0; while [ $i -lt 25 ]; do echo \"n=$i\"; i=$((i+1)); sleep 0.02; done; echo end"],
+        &[
+            "/bin/bash",
+            "-c",
+            "i=0; while [ $i -lt 25 ]; do echo \"n=$i\"; i=$((i+1)); sleep 0.02; done; echo end",
+        ],
         Duration::from_millis(300),
     );
 }

@@ -9,11 +9,14 @@ use std::time::Duration;
 
 #[test]
 fn run_with_terminal_gives_a_controlling_pty() {
-    let dir = tempfile::Builder::new().prefix("rvisor-tty-").tempdir_in({
-        let t = target_dir().join("tmp");
-        std::fs::create_dir_all(&t).unwrap();
-        t
-    }).unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("rvisor-tty-")
+        .tempdir_in({
+            let t = target_dir().join("tmp");
+            std::fs::create_dir_all(&t).unwrap();
+            t
+        })
+        .unwrap();
     std::fs::create_dir_all(dir.path().join("bin")).unwrap();
     std::fs::copy(busybox(), dir.path().join("bin/busybox")).unwrap();
     let mut cmd = Command::new(rvisor_bin());

@@ -512,8 +512,7 @@ pub fn restore(k: &Arc<Kernel>, st: &KernelState, stdio: &RestoreStdio) -> KResu
             }
             FileKind::Pipe { pipe, write } => {
                 let p = pipes.get(*pipe).ok_or(Errno::EINVAL)?;
-                let of = OpenFile::new(Box::new(p.end(*write)), f.flags, f.path.clone());
-                of
+                OpenFile::new(Box::new(p.end(*write)), f.flags, f.path.clone())
             }
             FileKind::Vfs(desc) => {
                 let of = k.vfs.reopen(desc, f.flags)?;

@@ -378,13 +378,20 @@ impl Loader<Created> {
             .take()
             .ok_or_else(|| Error::Spec("root container already started".into()))?;
         let path = String::from_utf8_lossy(&root.argv[0]).into_owned();
-        let terminal = self.inner.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+        let terminal = self
+            .inner
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false);
         let (stdio, console) = if terminal {
             // The container gets a pseudo-terminal as its controlling
             // terminal; our stdin/stdout are relayed to its master.
             let [stdin, stdout, _stderr] = root.stdio;
             let (slave, console) =
-                crate::kernel::pty::attach_console(&self.inner.kernel, stdin, stdout).map_err(kerr("console"))?;
+                crate::kernel::pty::attach_console(&self.inner.kernel, stdin, stdout)
+                    .map_err(kerr("console"))?;
             (vec![slave.clone(), slave.clone(), slave], Some(console))
         } else {
             (stdio_files(root.stdio), None)

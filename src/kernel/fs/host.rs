@@ -1066,6 +1066,12 @@ impl FileOps for HostStream {
     }
 }
 
+/// Whether `ops` is a host stdio stream (checkpoints replace those with the
+/// restoring caller's stdio).
+pub fn is_host_stream(ops: &dyn FileOps) -> bool {
+    ops.as_any().downcast_ref::<HostStream>().is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1170,10 +1176,4 @@ mod tests {
         std::io::Read::read_to_string(&mut f, &mut s).unwrap();
         assert_eq!(s, "host:sandbox;host");
     }
-}
-
-/// Whether `ops` is a host stdio stream (checkpoints replace those with the
-/// restoring caller's stdio).
-pub fn is_host_stream(ops: &dyn FileOps) -> bool {
-    ops.as_any().downcast_ref::<HostStream>().is_some()
 }
