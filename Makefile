@@ -45,3 +45,8 @@ bench: deps
 .PHONY: fsbench
 fsbench: deps
 	$(CARGO) run --release --example fsbench
+
+# Checkpoint/restore time and statefile size for 16 MiB, 256 MiB, 1 GiB.
+.PHONY: ckptbench
+ckptbench: deps
+	$(CARGO) run --release --example ckptbench
