@@ -24,8 +24,12 @@
 //! reads of existing host files go through host fds (rows 1, 4–6), but
 //! writes go to the in-memory upper layer (a tmpfs whose files are
 //! memfds), so rows 2–3 measure rvisor's tmpfs against the host's page
-//! cache of a disk file. After the sandboxed write rows the benchmark
-//! checks that the host file was not created (the overlay kept it).
+//! cache of a disk file. For those rows a third column runs the guest
+//! natively on a memfd (`memfd:NAME` as the path), the sandbox's medium, so
+//! that rvisor's own overhead can be told from the medium's (shmem is
+//! slower than a disk file's page cache here). After the sandboxed write
+//! rows the benchmark checks that the host file was not created (the
+//! overlay kept it).
 //!
 //! The data lives in a scratch directory, `TARGET/fsbench/`: the 256 MiB
 //! file (every 4 KiB page starts with its offset as a little-endian u64,
@@ -757,16 +761,28 @@ struct Row {
     sandbox_side: &'static str,
     native: Measurement,
     rvisor: Measurement,
+    /// For the rows of files the sandbox writes: the same natively on a
+    /// memfd, the medium of rvisor's overlay upper layer.
+    native_memfd: Option<Measurement>,
     /// For write rows: whether the host was left without the file.
     host_untouched: Option<bool>,
 }
 
 impl Row {
     fn ratio(&self) -> Option<f64> {
-        match (&self.native, &self.rvisor) {
-            (Ok(n), Ok(r)) if n.median() > 0.0 => Some(r.median() / n.median()),
-            _ => None,
-        }
+        ratio(&self.native, &self.rvisor)
+    }
+
+    fn ratio_vs_memfd(&self) -> Option<f64> {
+        ratio(self.native_memfd.as_ref()?, &self.rvisor)
+    }
+}
+
+/// `of / to`, of the medians.
+fn ratio(to: &Measurement, of: &Measurement) -> Option<f64> {
+    match (to, of) {
+        (Ok(n), Ok(r)) if n.median() > 0.0 => Some(r.median() / n.median()),
+        _ => None,
     }
 }
 
@@ -799,6 +815,7 @@ fn run_case(
         sandbox_side: case.sandbox_side,
         native: Err(Failure::new("not run", "")),
         rvisor: Err(Failure::new("not run", "")),
+        native_memfd: None,
         host_untouched: None,
     };
     let fail = |row: &mut Row, f: Failure| {
@@ -843,6 +860,12 @@ fn run_case(
         values: vec![],
         mib_per_s: vec![],
     });
+    let mut memfd_args = args.clone();
+    memfd_args[2] = "memfd:fsbench".into();
+    let mut native_memfd = Ok(Side {
+        values: vec![],
+        mib_per_s: vec![],
+    });
     let mut sandboxed = match rvisor {
         Ok(_) => Ok(Side {
             values: vec![],
@@ -870,6 +893,10 @@ fn run_case(
             }
             record(&mut native, r);
         }
+        if case.writes && native_memfd.is_ok() {
+            let r = one(Command::new(guest).args(&memfd_args));
+            record(&mut native_memfd, r);
+        }
         if let (Ok(bin), true) = (rvisor, sandboxed.is_ok()) {
             let r = one(Command::new(bin).args(["do", "--"]).arg(guest).args(&args));
             if case.writes && path.exists() {
@@ -881,6 +908,9 @@ fn run_case(
     }
     row.native = native;
     row.rvisor = sandboxed;
+    if case.writes {
+        row.native_memfd = Some(native_memfd);
+    }
     if case.writes && row.rvisor.is_ok() {
         row.host_untouched = Some(untouched);
     }
@@ -907,31 +937,38 @@ fn print_table(rows: &[Row]) {
         Ok(side) if !side.mib_per_s.is_empty() => format!("{:.0}", median(&side.mib_per_s)),
         _ => "-".into(),
     };
+    let times = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |x| format!("{x:.2}x"));
     println!(
-        "{:<40} {:>9} {:>10} {:>10} {:>7}  {:>13}  rvisor side",
-        "benchmark", "unit", "native", "rvisor", "ratio", "MiB/s n / rv"
+        "{:<34} {:>9} {:>9} {:>9} {:>7} {:>9} {:>7}  {:>11}  rvisor side",
+        "benchmark", "unit", "native", "rvisor", "ratio", "memfd", "vs memfd", "MiB/s n/rv"
     );
-    println!("{}", "-".repeat(125));
+    println!("{}", "-".repeat(132));
     for r in rows {
-        let ratio = r
-            .ratio()
-            .map_or_else(|| "-".to_string(), |x| format!("{x:.2}x"));
         let mut side = r.sandbox_side.to_string();
         if r.host_untouched == Some(false) {
             side.push_str("; HOST FILE CREATED");
         }
         println!(
-            "{:<40} {:>9} {:>10} {:>10} {:>7}  {:>13}  {}",
+            "{:<34} {:>9} {:>9} {:>9} {:>7} {:>9} {:>7}  {:>11}  {}",
             r.label,
             r.unit,
             cell(&r.native),
             cell(&r.rvisor),
-            ratio,
-            format!("{} / {}", rate(&r.native), rate(&r.rvisor)),
+            times(r.ratio()),
+            r.native_memfd
+                .as_ref()
+                .map_or_else(|| "-".to_string(), cell),
+            times(r.ratio_vs_memfd()),
+            format!("{}/{}", rate(&r.native), rate(&r.rvisor)),
             side
         );
-        for (name, m) in [("native", &r.native), ("rvisor", &r.rvisor)] {
-            if let Err(f) = m {
+        let memfd = r.native_memfd.as_ref();
+        for (name, m) in [
+            ("native", Some(&r.native)),
+            ("rvisor", Some(&r.rvisor)),
+            ("memfd", memfd),
+        ] {
+            if let Some(Err(f)) = m {
                 for line in f.detail.lines() {
                     println!("    {name} | {line}");
                 }
@@ -940,7 +977,9 @@ fn print_table(rows: &[Row]) {
     }
     println!(
         "ratio = rvisor / native (medians); natively every row is the host file system \
-         (page cache); rvisor side: where the sandbox's bytes live"
+         (page cache). memfd = the same natively on a memfd, the medium of the files a \
+         sandbox writes (the overlay's upper layer); vs memfd = rvisor / memfd. \
+         rvisor side: where the sandbox's bytes live."
     );
 }
 
@@ -1068,6 +1107,10 @@ fn to_json(s: &Settings, paths: &Paths, rows: &[Row], read_1m: Option<f64>) -> J
         .map(|r| {
             let [native, native_runs, native_mibs, native_err] = side_json(&r.native);
             let [rvisor, rvisor_runs, rvisor_mibs, rvisor_err] = side_json(&r.rvisor);
+            let [native_memfd, native_memfd_runs, ..] = match &r.native_memfd {
+                Some(m) => side_json(m),
+                None => [Json::Null, Json::Null, Json::Null, Json::Null],
+            };
             Json::Obj(vec![
                 ("id", Json::Str(r.id.into())),
                 ("label", Json::Str(r.label.clone())),
@@ -1076,6 +1119,9 @@ fn to_json(s: &Settings, paths: &Paths, rows: &[Row], read_1m: Option<f64>) -> J
                 ("native", native),
                 ("rvisor", rvisor),
                 ("ratio", opt_num(r.ratio())),
+                ("native_memfd", native_memfd),
+                ("native_memfd_runs", native_memfd_runs),
+                ("ratio_vs_memfd", opt_num(r.ratio_vs_memfd())),
                 ("native_runs", native_runs),
                 ("rvisor_runs", rvisor_runs),
                 ("native_mib_per_s", native_mibs),

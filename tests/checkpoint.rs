@@ -264,3 +264,13 @@ fn bash_while_loop_survives() {
         Duration::from_millis(300),
     );
 }
+
+#[test]
+fn event_files_and_timers_survive() {
+    let exe = guest("ckpt_events", true);
+    checkpoint_midway(
+        "events",
+        &[exe.to_str().unwrap()],
+        Duration::from_millis(250),
+    );
+}

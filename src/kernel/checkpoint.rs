@@ -10,6 +10,8 @@
 //! the loader. Restoring rebuilds the objects in a fresh kernel and starts
 //! every task paused, exactly where it stopped.
 
+use super::events::snapshot::{self as event_snapshot, EventFileState};
+use super::events::timers::{ProcTimersState, TimerService};
 use super::fdtable::FdTable;
 use super::fs::file::OpenFile;
 use super::pipe::{Pipe, PipeEnd};
@@ -110,6 +112,8 @@ pub enum FileKind {
     },
     /// A file of the file namespace, reopened by the VFS.
     Vfs(super::fs::snapshot::FileDesc),
+    /// An eventfd, timerfd, signalfd or epoll instance.
+    Event(EventFileState),
 }
 
 /// A saved open file description.
@@ -160,6 +164,9 @@ pub struct KernelState {
     pub files: Vec<FileState>,
     /// Pipe buffers.
     pub pipes: Vec<Vec<u8>>,
+    /// Interval and POSIX timers of each process, times relative to the
+    /// save.
+    pub timers: Vec<ProcTimersState>,
 }
 
 fn zeroed_regs() -> Regs {
@@ -317,6 +324,11 @@ impl Kernel {
         if !self.is_checkpointing() {
             return Err(Errno::EINVAL);
         }
+        // No timer fires while the walk reads signals and timers.
+        self.events.timers.freeze();
+        let _thaw = Thaw(&self.events.timers);
+        let now = Instant::now();
+        let mut epolls: Vec<Arc<OpenFile>> = Vec::new();
         let groups_live = self.thread_groups();
         let mut handlers: Interner<Vec<SigAction>> = Interner::new();
         let mut mms: Interner<MmState> = Interner::new();
@@ -367,7 +379,9 @@ impl Kernel {
                     .collect();
                 let mut saved = Vec::with_capacity(entries.len());
                 for (fd, f, cloexec) in entries {
-                    let id = files.get(Arc::as_ptr(&f) as usize, || save_file(&f, &mut pipes))?;
+                    let id = files.get(Arc::as_ptr(&f) as usize, || {
+                        save_file(&f, &mut pipes, now, &mut epolls)
+                    })?;
                     saved.push((fd, id, cloexec));
                 }
                 let fid = fdtables.get(Arc::as_ptr(&table) as usize, || Ok(saved))?;
@@ -390,6 +404,19 @@ impl Kernel {
                 });
             }
         }
+        // Epoll instances last: their interests name other descriptions.
+        for f in &epolls {
+            let Some(&i) = files.ids.get(&(Arc::as_ptr(f) as usize)) else {
+                continue;
+            };
+            let list = event_snapshot::epoll_interests(f, |p| files.ids.get(&p).copied());
+            if let Some(FileKind::Event(EventFileState::Epoll { interests })) =
+                files.items.get_mut(i).map(|s| &mut s.kind)
+            {
+                *interests = list;
+            }
+        }
+        let timers = self.events.save_timers(now);
         let last_pid = groups
             .iter()
             .map(|g| g.tgid)
@@ -408,11 +435,26 @@ impl Kernel {
             fscontexts: fscontexts.items,
             files: files.items,
             pipes: pipes.items,
+            timers,
         })
     }
 }
 
-fn save_file(f: &Arc<OpenFile>, pipes: &mut Interner<Vec<u8>>) -> KResult<FileState> {
+/// Thaws the timer thread when a save ends, however it ends.
+struct Thaw<'a>(&'a TimerService);
+
+impl Drop for Thaw<'_> {
+    fn drop(&mut self) {
+        self.0.thaw();
+    }
+}
+
+fn save_file(
+    f: &Arc<OpenFile>,
+    pipes: &mut Interner<Vec<u8>>,
+    now: Instant,
+    epolls: &mut Vec<Arc<OpenFile>>,
+) -> KResult<FileState> {
     let kind = if super::fs::host::is_host_stream(f.ops.as_ref()) {
         FileKind::Stdio
     } else if let Some(end) = f.ops.as_any().downcast_ref::<PipeEnd>() {
@@ -421,6 +463,11 @@ fn save_file(f: &Arc<OpenFile>, pipes: &mut Interner<Vec<u8>>) -> KResult<FileSt
             pipe: pipes.get(id, || Ok(buf))?,
             write,
         }
+    } else if let Some(ev) = event_snapshot::snapshot(f, now) {
+        if matches!(ev, EventFileState::Epoll { .. }) {
+            epolls.push(f.clone());
+        }
+        FileKind::Event(ev)
     } else if let Some(desc) = super::fs::snapshot::describe(f) {
         FileKind::Vfs(desc)
     } else {
@@ -501,6 +548,7 @@ pub fn restore(k: &Arc<Kernel>, st: &KernelState, stdio: &RestoreStdio) -> KResu
         .collect();
     let pipes: Vec<Arc<Pipe>> = st.pipes.iter().map(|b| Pipe::restored(b)).collect();
     let mut files = Vec::with_capacity(st.files.len());
+    let now = Instant::now();
     for f in &st.files {
         let of = match &f.kind {
             FileKind::Stdio => {
@@ -519,8 +567,15 @@ pub fn restore(k: &Arc<Kernel>, st: &KernelState, stdio: &RestoreStdio) -> KResu
                 *lock(&of.pos) = f.pos;
                 of
             }
+            FileKind::Event(ev) => event_snapshot::rebuild(k, ev, f.flags, f.path.clone(), now)?,
         };
         files.push(of);
+    }
+    // Every description exists now: fill the epoll interest lists.
+    for (f, of) in st.files.iter().zip(&files) {
+        if let FileKind::Event(ev) = &f.kind {
+            event_snapshot::restore_interests(of, ev, &files)?;
+        }
     }
     let mut tables = Vec::with_capacity(st.fdtables.len());
     for t in &st.fdtables {
@@ -636,6 +691,8 @@ pub fn restore(k: &Arc<Kernel>, st: &KernelState, stdio: &RestoreStdio) -> KResu
     if let Some(s) = st.init_status {
         k.set_init_status(s);
     }
+    k.events
+        .restore_timers(k, &groups, &st.timers, Instant::now())?;
     // Every address space gets a fresh stub from its first task; the
     // others are cloned into it from that task's kernel thread.
     for (_, mut list) in by_mm {

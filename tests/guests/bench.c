@@ -23,7 +23,9 @@
  *               then like `read`: the sandbox reading a file it wrote
  *                                                         -> ns per read
  *
- * BLOCK defaults to 1 MiB, SIZE to 256 MiB (both in bytes).
+ * BLOCK defaults to 1 MiB, SIZE to 256 MiB (both in bytes). For write
+ * and readback, a PATH of memfd:NAME is a fresh memfd_create(NAME) file
+ * instead (the medium of a sandbox's own files under `rvisor do`).
  *
  * Each mode first runs a warm-up of ITERATIONS/10 operations (at least 1;
  * for read, write and readback: passes), then times ITERATIONS operations
@@ -46,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -290,7 +293,10 @@ static void setup_io(const char *mode) {
     int flags = write_mode ? O_RDWR | O_CREAT : O_RDONLY;
     if (strcmp(mode, "readback") == 0)
         flags |= O_TRUNC;
-    io_fd = open(open_path, flags | O_CLOEXEC, 0644);
+    if (strncmp(open_path, "memfd:", 6) == 0 && write_mode)
+        io_fd = memfd_create(open_path + 6, MFD_CLOEXEC);
+    else
+        io_fd = open(open_path, flags | O_CLOEXEC, 0644);
     if (io_fd < 0) {
         perror(open_path);
         exit(1);

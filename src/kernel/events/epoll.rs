@@ -552,6 +552,84 @@ impl EpollCore {
     }
 }
 
+/// One interest of an epoll instance as a checkpoint sees it.
+#[derive(Debug, Clone)]
+pub struct InterestSnapshot {
+    /// The descriptor it was added with.
+    pub fd: i32,
+    /// The watched description.
+    pub file: Weak<OpenFile>,
+    /// Events and flags (EPOLLET, EPOLLONESHOT; no event bit: a fired
+    /// one-shot).
+    pub events: u32,
+    /// User data.
+    pub data: u64,
+    /// Edge-triggered: a report is due.
+    pub pending: bool,
+    /// Edge-triggered on a file without a wait queue: readiness last seen.
+    pub last: u32,
+}
+
+impl EpollCore {
+    /// The interest list, in report order, for a checkpoint.
+    pub fn snapshot(&self) -> Vec<InterestSnapshot> {
+        let mut inner = lock(&self.inner);
+        inner
+            .items
+            .values_mut()
+            .map(|it| {
+                // A wake-up not yet looked at is a due edge.
+                it.take_wake();
+                InterestSnapshot {
+                    fd: it.fd,
+                    file: it.file.clone(),
+                    events: it.events,
+                    data: it.data,
+                    pending: it.pending,
+                    last: it.last,
+                }
+            })
+            .collect()
+    }
+
+    /// Appends a saved interest on `file` (restore: the state was valid
+    /// when saved, so no nesting check; instances nested in this one must
+    /// already be in the registry).
+    pub fn restore_interest(
+        &self,
+        file: &Arc<OpenFile>,
+        fd: i32,
+        events: u32,
+        data: u64,
+        pending: bool,
+        last: u32,
+    ) -> KResult<()> {
+        let key = (fd, file.id);
+        let mut inner = lock(&self.inner);
+        if inner.keys.contains_key(&key) {
+            return Err(Errno::EEXIST);
+        }
+        let mut it = Interest {
+            fd,
+            file_id: file.id,
+            file: Arc::downgrade(file),
+            events,
+            data,
+            pending,
+            waker: None,
+            last,
+        };
+        self.set_edge_waker(&mut it, file)?;
+        let seq = inner.next;
+        inner.next += 1;
+        inner.items.insert(seq, it);
+        inner.keys.insert(key, seq);
+        drop(inner);
+        self.changed();
+        Ok(())
+    }
+}
+
 /// epoll_ctl ADD of another epoll instance `child` to `core`: refuses a
 /// cycle, or a chain of more than EP_MAX_NESTS + 1 instances (ELOOP).
 pub fn add_nested(
@@ -711,6 +789,38 @@ mod tests {
         drop(e);
         assert!(reported(&c).is_empty());
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn snapshot_and_restore_keep_interest_state() {
+        let reg = Arc::new(Registry::default());
+        let c = EpollCore::new(reg.clone()).expect("epoll");
+        let (r, w) = pipe();
+        let e = OpenFile::new(Box::new(EventFd::new(1, false)), libc::O_RDWR, Vec::new());
+        c.ctl(EPOLL_CTL_ADD, 3, &r, ev(EPOLLIN | EPOLLET, 1))
+            .expect("add");
+        c.ctl(EPOLL_CTL_ADD, 4, &e, ev(EPOLLIN | EPOLLONESHOT, 2))
+            .expect("add");
+        w.ops.write(b"x", None).expect("write");
+        // Edge consumed, one-shot fired.
+        assert_eq!(reported(&c), vec![(EPOLLIN, 1), (EPOLLIN, 2)]);
+        let snap = c.snapshot();
+        assert_eq!(snap.len(), 2);
+        assert!(!snap[0].pending);
+        assert_eq!(snap[1].events & !EP_PRIVATE_BITS, 0);
+        let d = EpollCore::new(reg).expect("epoll");
+        let files = [r.clone(), e.clone()];
+        for (i, s) in snap.iter().enumerate() {
+            d.restore_interest(&files[i], s.fd, s.events, s.data, s.pending, s.last)
+                .expect("restore");
+        }
+        assert!(reported(&d).is_empty());
+        w.ops.write(b"y", None).expect("write");
+        assert_eq!(reported(&d), vec![(EPOLLIN, 1)]);
+        assert_eq!(
+            d.restore_interest(&r, 3, EPOLLIN, 0, false, 0),
+            Err(Errno::EEXIST)
+        );
     }
 
     #[test]

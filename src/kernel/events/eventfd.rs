@@ -37,6 +37,11 @@ impl EventFd {
     pub fn value(&self) -> u64 {
         *lock(&self.count)
     }
+
+    /// Whether reads decrement by one (EFD_SEMAPHORE).
+    pub fn is_semaphore(&self) -> bool {
+        self.semaphore
+    }
 }
 
 impl FileOps for EventFd {

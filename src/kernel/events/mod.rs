@@ -16,6 +16,7 @@
 pub mod epoll;
 pub mod eventfd;
 pub mod signalfd;
+pub mod snapshot;
 pub mod timerfd;
 pub mod timers;
 

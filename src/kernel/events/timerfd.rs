@@ -81,6 +81,46 @@ impl TimerFd {
         (old, next)
     }
 
+    /// For a checkpoint: (time from `now` to the next expiry, None when
+    /// disarmed; interval; expirations not yet read), expirations up to
+    /// `now` counted.
+    pub fn snapshot(&self, now: Instant) -> (Option<Duration>, Duration, u64) {
+        let mut st = lock(&self.st);
+        st.advance(now);
+        (
+            st.arm.next.map(|n| n.saturating_duration_since(now)),
+            st.arm.interval,
+            st.ticks,
+        )
+    }
+
+    /// A timer rebuilt from [`TimerFd::snapshot`], its next expiry
+    /// `remaining` after `now` (the caller arms the timer thread with
+    /// [`TimerFd::next_expiry`]).
+    pub fn restored(
+        clock: i32,
+        remaining: Option<Duration>,
+        interval: Duration,
+        ticks: u64,
+        now: Instant,
+    ) -> Arc<TimerFd> {
+        let t = TimerFd::new(clock);
+        {
+            let mut st = lock(&t.st);
+            st.arm = Arm {
+                next: remaining.map(|r| now.checked_add(r).unwrap_or(now)),
+                interval,
+            };
+            st.ticks = ticks;
+        }
+        t
+    }
+
+    /// When the timer next expires, if armed.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        lock(&self.st).arm.next
+    }
+
     /// timerfd_gettime: (remaining, interval).
     pub fn get(&self) -> (Duration, Duration) {
         let now = Instant::now();

@@ -15,6 +15,7 @@ use crate::kernel::signal::{self, SigInfo};
 use crate::kernel::syscalls::time::host_clock;
 use crate::kernel::task::{Task, TgState, ThreadGroup, lock};
 use crate::kernel::{Errno, KResult, Kernel};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -56,6 +57,10 @@ struct SvcState {
     seq: u64,
     running: bool,
     shutdown: bool,
+    /// A checkpoint is reading the timers: no callbacks.
+    frozen: bool,
+    /// A callback is running (without the lock).
+    busy: bool,
 }
 
 impl SvcState {
@@ -143,6 +148,24 @@ impl TimerService {
     pub fn queued(&self) -> usize {
         lock(&self.shared.st).queue.len()
     }
+
+    /// Stops calling timers back (a checkpoint reads them meanwhile, so
+    /// no expiry falls between the saved signals and the saved timers);
+    /// returns once no callback runs. Deadlines still queue up; they
+    /// fire late, after [`TimerService::thaw`].
+    pub fn freeze(&self) {
+        let mut st = lock(&self.shared.st);
+        st.frozen = true;
+        while st.busy {
+            st = self.shared.cv.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Undoes [`TimerService::freeze`].
+    pub fn thaw(&self) {
+        lock(&self.shared.st).frozen = false;
+        self.shared.cv.notify_all();
+    }
 }
 
 impl Drop for TimerService {
@@ -163,6 +186,10 @@ fn run(sh: Arc<Shared>) {
             st.running = false;
             return;
         }
+        if st.frozen {
+            st = sh.cv.wait(st).unwrap_or_else(|e| e.into_inner());
+            continue;
+        }
         let now = Instant::now();
         let first = st.queue.first_key_value().map(|(k, _)| *k);
         match first {
@@ -180,11 +207,14 @@ fn run(sh: Arc<Shared>) {
                 if st.by_id.get(&e.id) == Some(&key) {
                     st.by_id.remove(&e.id);
                 }
+                st.busy = true;
                 drop(st);
                 // Called without the queue lock: the callback takes its
                 // own locks and may re-arm other timers.
                 let next = e.target.upgrade().and_then(|t| t.expire(now));
                 st = lock(&sh.st);
+                st.busy = false;
+                sh.cv.notify_all();
                 if let Some(at) = next
                     && !st.shutdown
                 {
@@ -346,7 +376,7 @@ fn init_drops(tg: &ThreadGroup, task: Option<&Task>, sig: i32) -> bool {
 // ---- POSIX timers ----
 
 /// How a POSIX timer notifies its expiry (`struct sigevent`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Notify {
     /// SIGEV_NONE: nothing; the timer is only read with timer_gettime.
     None,
@@ -547,11 +577,7 @@ impl super::Events {
         value: Duration,
         interval: Duration,
     ) -> (Duration, Duration) {
-        let signo = match which {
-            ITIMER_REAL => libc::SIGALRM,
-            ITIMER_VIRTUAL => libc::SIGVTALRM,
-            _ => libc::SIGPROF,
-        };
+        let signo = itimer_signo(which);
         let t = self.procs.with(tg, |e| {
             e.itimers[which]
                 .get_or_insert_with(|| {
@@ -744,6 +770,231 @@ fn posix_remaining(t: &PosixTimer, a: &Arm, now: Instant) -> Duration {
     }
 }
 
+/// The signal interval timer `which` sends.
+fn itimer_signo(which: usize) -> i32 {
+    match which {
+        ITIMER_REAL => libc::SIGALRM,
+        ITIMER_VIRTUAL => libc::SIGVTALRM,
+        _ => libc::SIGPROF,
+    }
+}
+
+// ---- checkpoint ----
+
+/// A saved interval timer (`setitimer`, `alarm`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ITimerState {
+    /// ITIMER_REAL, ITIMER_VIRTUAL or ITIMER_PROF.
+    pub which: u8,
+    /// Time from the save to the next expiry (None: disarmed; zero: due).
+    pub remaining: Option<Duration>,
+    /// Period (zero: one-shot).
+    pub interval: Duration,
+}
+
+/// A saved POSIX timer (`timer_create`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PosixTimerState {
+    /// The id timer_create returned.
+    pub timerid: i32,
+    /// Its clock.
+    pub clock: i32,
+    /// How it notifies (sigevent notify, signo, value, thread id).
+    pub notify: Notify,
+    /// Time from the save to the next expiry (None: disarmed; zero: due).
+    pub remaining: Option<Duration>,
+    /// Period (zero: one-shot).
+    pub interval: Duration,
+    /// Overrun carried by the signal queued most recently.
+    pub overrun_cur: i32,
+    /// Overrun of the signal before it.
+    pub overrun_last: i32,
+}
+
+/// The saved timers of one process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcTimersState {
+    /// The process.
+    pub tgid: i32,
+    /// Its interval timers that were ever set.
+    pub itimers: Vec<ITimerState>,
+    /// Its POSIX timers.
+    pub posix: Vec<PosixTimerState>,
+    /// Where the next timer_create starts looking for a free id.
+    pub next_id: i32,
+}
+
+/// Why saved timers cannot be restored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimerRestoreError {
+    /// The timers belong to a process the state does not have.
+    #[error("timers of unknown process {0}")]
+    UnknownProcess(i32),
+    /// Not ITIMER_REAL, ITIMER_VIRTUAL or ITIMER_PROF.
+    #[error("process {tgid}: bad interval timer {which}")]
+    BadITimer {
+        /// The process.
+        tgid: i32,
+        /// The timer.
+        which: u8,
+    },
+    /// Two POSIX timers with one id, or too many.
+    #[error("process {tgid}: bad POSIX timer {timerid}")]
+    BadPosixTimer {
+        /// The process.
+        tgid: i32,
+        /// The timer id.
+        timerid: i32,
+    },
+}
+
+impl From<TimerRestoreError> for Errno {
+    fn from(_: TimerRestoreError) -> Errno {
+        Errno::EINVAL
+    }
+}
+
+fn remaining_at(a: &Arm, now: Instant) -> Option<Duration> {
+    a.next.map(|n| n.saturating_duration_since(now))
+}
+
+fn arm_at(remaining: Option<Duration>, interval: Duration, now: Instant) -> Arm {
+    Arm {
+        next: remaining.map(|r| now.checked_add(r).unwrap_or_else(|| far_future(now))),
+        interval,
+    }
+}
+
+impl super::Events {
+    /// The interval and POSIX timers of every live process, with times
+    /// relative to `now`. Call with the timer thread frozen
+    /// ([`TimerService::freeze`]) so no expiry slips between this and the
+    /// saved pending signals.
+    pub fn save_timers(&self, now: Instant) -> Vec<ProcTimersState> {
+        let m = lock(&self.procs.map);
+        let mut out: Vec<ProcTimersState> = m
+            .iter()
+            .filter(|(_, e)| e.tg.strong_count() > 0)
+            .map(|(tgid, e)| ProcTimersState {
+                tgid: *tgid,
+                itimers: e
+                    .itimers
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(which, t)| {
+                        let a = *lock(&t.as_ref()?.arm);
+                        Some(ITimerState {
+                            which: which as u8,
+                            remaining: remaining_at(&a, now),
+                            interval: a.interval,
+                        })
+                    })
+                    .collect(),
+                posix: e
+                    .posix
+                    .values()
+                    .map(|t| {
+                        let st = lock(&t.st);
+                        PosixTimerState {
+                            timerid: t.timerid,
+                            clock: t.clock,
+                            notify: t.notify,
+                            remaining: remaining_at(&st.arm, now),
+                            interval: st.arm.interval,
+                            overrun_cur: st.overrun_cur,
+                            overrun_last: st.overrun_last,
+                        }
+                    })
+                    .collect(),
+                next_id: e.next_id,
+            })
+            .collect();
+        out.sort_by_key(|p| p.tgid);
+        out
+    }
+
+    /// Rebuilds saved timers in this (restoring) kernel and arms them on
+    /// its timer thread, relative to `now`. `groups` are the restored
+    /// processes by tgid.
+    pub fn restore_timers(
+        &self,
+        k: &Arc<Kernel>,
+        groups: &HashMap<i32, Arc<ThreadGroup>>,
+        saved: &[ProcTimersState],
+        now: Instant,
+    ) -> Result<(), TimerRestoreError> {
+        let mut to_arm: Vec<(u64, Instant, Weak<dyn Expire>)> = Vec::new();
+        for p in saved {
+            let tg = groups
+                .get(&p.tgid)
+                .ok_or(TimerRestoreError::UnknownProcess(p.tgid))?;
+            if p.posix.len() > MAX_POSIX_TIMERS {
+                return Err(TimerRestoreError::BadPosixTimer {
+                    tgid: p.tgid,
+                    timerid: -1,
+                });
+            }
+            let mut itimers: [Option<Arc<ITimer>>; 3] = [None, None, None];
+            for it in &p.itimers {
+                let which = usize::from(it.which);
+                let slot = itimers.get_mut(which).filter(|s| s.is_none()).ok_or(
+                    TimerRestoreError::BadITimer {
+                        tgid: p.tgid,
+                        which: it.which,
+                    },
+                )?;
+                let arm = arm_at(it.remaining, it.interval, now);
+                let t = Arc::new(ITimer {
+                    id: next_timer_id(),
+                    signo: itimer_signo(which),
+                    arm: Mutex::new(arm),
+                    tg: Arc::downgrade(tg),
+                    k: Arc::downgrade(k),
+                });
+                if let Some(at) = arm.next {
+                    to_arm.push((t.id, at, Arc::downgrade(&(t.clone() as Arc<dyn Expire>))));
+                }
+                *slot = Some(t);
+            }
+            let mut posix = BTreeMap::new();
+            for pt in &p.posix {
+                let arm = arm_at(pt.remaining, pt.interval, now);
+                let t = Arc::new(PosixTimer {
+                    id: next_timer_id(),
+                    timerid: pt.timerid,
+                    clock: pt.clock,
+                    notify: pt.notify,
+                    st: Mutex::new(PState {
+                        arm,
+                        overrun_cur: pt.overrun_cur,
+                        overrun_last: pt.overrun_last,
+                    }),
+                    tg: Arc::downgrade(tg),
+                    k: Arc::downgrade(k),
+                });
+                if let Some(at) = arm.next {
+                    to_arm.push((t.id, at, Arc::downgrade(&(t.clone() as Arc<dyn Expire>))));
+                }
+                if posix.insert(pt.timerid, t).is_some() {
+                    return Err(TimerRestoreError::BadPosixTimer {
+                        tgid: p.tgid,
+                        timerid: pt.timerid,
+                    });
+                }
+            }
+            self.procs.with(tg, |e| {
+                e.itimers = itimers;
+                e.posix = posix;
+                e.next_id = p.next_id;
+            });
+        }
+        for (id, at, w) in to_arm {
+            self.timers.arm(id, at, w);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -850,6 +1101,22 @@ mod tests {
         svc.arm(3, Instant::now() + Duration::from_millis(5), w3);
         drop(gone);
         assert!(wait_for(|| svc.queued() == 0));
+    }
+
+    #[test]
+    fn frozen_service_fires_after_thaw() {
+        let svc = TimerService::new();
+        let c = Arc::new(Counter {
+            n: AtomicUsize::new(0),
+            every: None,
+        });
+        let w: Weak<dyn Expire> = Arc::downgrade(&(c.clone() as Arc<dyn Expire>));
+        svc.freeze();
+        svc.arm(1, Instant::now(), w);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(c.n.load(Ordering::SeqCst), 0, "fired while frozen");
+        svc.thaw();
+        assert!(wait_for(|| c.n.load(Ordering::SeqCst) == 1));
     }
 
     #[test]
