@@ -243,3 +243,5 @@ guest_test!(
         "child: /dev/tty after hangup: -1 ENXIO",
     ]
 );
+
+guest_test!(eventfd_len, status = 0, expect = ["wrote"]);

@@ -66,10 +66,11 @@ impl FileOps for EventFd {
     /// Adds an 8-byte value; EAGAIN if the sum would pass
     /// [`EVENTFD_MAX`], EINVAL for the value `u64::MAX`.
     fn write(&self, buf: &[u8], _pos: Option<u64>) -> KResult<usize> {
-        let Some(b) = buf.first_chunk::<8>() else {
+        // Exactly one 8-byte value: current Linux refuses longer writes too.
+        let Ok(b) = <[u8; 8]>::try_from(buf) else {
             return Err(Errno::EINVAL);
         };
-        let v = u64::from_ne_bytes(*b);
+        let v = u64::from_ne_bytes(b);
         if v == u64::MAX {
             return Err(Errno::EINVAL);
         }

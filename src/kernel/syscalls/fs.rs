@@ -124,7 +124,15 @@ impl Runner {
             match res {
                 Ok(n) => {
                     done += n;
-                    if done >= len || f.nonblocking() || f.ops.seekable() || n == 0 {
+                    // Only byte streams (pipes, host streams, terminals)
+                    // finish a blocking write piecewise; a message-like file
+                    // (eventfd, ...) takes what it takes in one call.
+                    if done >= len
+                        || f.nonblocking()
+                        || f.ops.seekable()
+                        || n == 0
+                        || !is_byte_stream(f)
+                    {
                         return Ok(done);
                     }
                 }
@@ -349,13 +357,13 @@ fn write_through_buffer(
 pub fn read(r: &mut Runner, a: A) -> KResult<u64> {
     let f = r.file(a[0])?;
     let len = a[2] as usize;
-    match read_into_app(r, &f, a[1], len, None) {
-        Ok(n) if n > 0 || len > 0 => Ok(n as u64),
-        // A directory says EISDIR whatever the buffer; asked only when the
-        // read failed or was empty, to keep fstat off the hot path.
-        _ if f.ops.stat().is_ok_and(|st| st.is_dir()) => Err(Errno::EISDIR),
-        res => res.map(|n| n as u64),
+    // A directory's read says EISDIR (see `DirFile`), but an empty read
+    // never reaches the file: ask it then only, keeping fstat off the hot
+    // path.
+    if len == 0 && f.ops.stat()?.is_dir() {
+        return Err(Errno::EISDIR);
     }
+    read_into_app(r, &f, a[1], len, None).map(|n| n as u64)
 }
 
 pub fn write(r: &mut Runner, a: A) -> KResult<u64> {
@@ -2330,4 +2338,14 @@ pub fn mknodat(r: &mut Runner, a: A) -> KResult<u64> {
 pub fn xattr(r: &mut Runner, a: A) -> KResult<u64> {
     let _ = (r, a);
     Err(Errno::EOPNOTSUPP)
+}
+
+/// Whether a description is a byte stream whose blocking writes complete
+/// piecewise (as Linux's pipe and tty writes do).
+fn is_byte_stream(f: &OpenFile) -> bool {
+    let any = f.ops.as_any();
+    any.is::<crate::kernel::pipe::PipeEnd>()
+        || any.is::<crate::kernel::pty::PtyMaster>()
+        || any.is::<crate::kernel::pty::PtySlave>()
+        || crate::kernel::fs::host::is_host_stream(f.ops.as_ref())
 }
