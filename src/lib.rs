@@ -25,6 +25,7 @@
 
 pub mod ctl;
 pub mod errno;
+pub mod ffi;
 pub mod kernel;
 pub mod loader;
 pub mod mm;

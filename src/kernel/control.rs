@@ -163,7 +163,7 @@ impl Kernel {
         let vfs = spec.vfs.clone().unwrap_or_else(|| self.vfs.clone());
         let path = find_program(&vfs, &spec.cwd, &argv[0], &envp);
         // SAFETY: user_regs_struct is plain data; zero is a valid value.
-        let regs: crate::platform::Regs = unsafe { std::mem::zeroed() };
+        let regs = crate::ffi::zeroed_regs();
         run::spawn(
             self.clone(),
             t,

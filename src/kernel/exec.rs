@@ -201,7 +201,7 @@ pub fn execve(r: &mut Runner, path: &[u8], argv: Vec<Vec<u8>>, envp: Vec<Vec<u8>
     // cleared.
     let base = r.ctx.get_regs().unwrap_or(old_regs);
     // SAFETY: user_regs_struct is plain data; all-zero is a valid value.
-    let mut regs: crate::platform::Regs = unsafe { std::mem::zeroed() };
+    let mut regs = crate::ffi::zeroed_regs();
     regs.rip = p.entry;
     regs.rsp = p.sp;
     regs.cs = base.cs;

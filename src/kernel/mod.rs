@@ -293,12 +293,5 @@ impl Kernel {
 }
 
 fn raise_nofile_limit() {
-    // SAFETY: get/setrlimit on our own process with a valid struct.
-    unsafe {
-        let mut r: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
-            r.rlim_cur = r.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-        }
-    }
+    crate::ffi::raise_nofile_limit();
 }

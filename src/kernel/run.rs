@@ -3,7 +3,7 @@
 
 use super::signal::frame::{
     FP_XSTATE_MAGIC1, FP_XSTATE_MAGIC2, RtSigFrame, SigContext, UC_FP_XSTATE, UC_SIGCONTEXT_SS,
-    UC_STRICT_RESTORE_SS, UContext,
+    UC_STRICT_RESTORE_SS,
 };
 use super::signal::{self, DefaultAction, SS_DISABLE, SS_ONSTACK, SigInfo};
 use super::task::{Task, TgState, lock};
@@ -491,20 +491,7 @@ impl Runner {
                     revents: 0,
                 });
             }
-            let ts = timeout.map(|d| libc::timespec {
-                tv_sec: d.as_secs() as i64,
-                tv_nsec: d.subsec_nanos() as i64,
-            });
-            // SAFETY: pfds is a live array of pollfd; ts is a valid timespec
-            // or null.
-            unsafe {
-                libc::ppoll(
-                    pfds.as_mut_ptr(),
-                    pfds.len() as libc::nfds_t,
-                    ts.as_ref().map_or(std::ptr::null(), |t| t as *const _),
-                    std::ptr::null(),
-                )
-            };
+            crate::ffi::ppoll(&mut pfds, timeout);
             waker.clear();
         };
         for q in queues {
@@ -533,17 +520,7 @@ impl Runner {
 }
 
 fn read_frame(mm: &AddressSpace, addr: u64) -> KResult<RtSigFrame> {
-    let mut f = RtSigFrame::default();
-    // SAFETY: RtSigFrame is repr(C) plain data; every byte pattern is valid.
-    let bytes = unsafe {
-        std::slice::from_raw_parts_mut(
-            &mut f as *mut RtSigFrame as *mut u8,
-            std::mem::size_of::<RtSigFrame>(),
-        )
-    };
-    mm.read(addr, bytes)?;
-    let _ = UContext::default();
-    Ok(f)
+    mm.read_val::<RtSigFrame>(addr)
 }
 
 /// Removes a task; the last task of a group turns it into a zombie (or

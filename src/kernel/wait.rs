@@ -6,7 +6,7 @@
 //! object's state notifies its queue; a signal sent to the task wakes it
 //! through the same eventfd.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 
 /// Wakes one task. Cheap to clone.
@@ -16,29 +16,18 @@ pub struct Waker(Arc<OwnedFd>);
 impl Waker {
     /// A new waker (an eventfd).
     pub fn new() -> std::io::Result<Waker> {
-        // SAFETY: plain eventfd creation.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: fresh fd owned by us.
-        Ok(Waker(Arc::new(unsafe { OwnedFd::from_raw_fd(fd) })))
+        Ok(Waker(Arc::new(crate::ffi::eventfd()?)))
     }
 
     /// Wakes the task (idempotent until it consumes the wake-up).
     pub fn wake(&self) {
-        let one: u64 = 1;
-        // SAFETY: writing 8 bytes from a local to our eventfd.
-        unsafe { libc::write(self.0.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        crate::ffi::eventfd_write(self.0.as_raw_fd(), 1);
     }
 
     /// Consumes pending wake-ups; reports whether there were any (epoll
     /// uses this to learn which watched file changed).
     pub fn clear(&self) -> bool {
-        let mut v: u64 = 0;
-        // SAFETY: reading 8 bytes into a local from our non-blocking eventfd.
-        let n = unsafe { libc::read(self.0.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
-        n == 8
+        crate::ffi::eventfd_read(self.0.as_raw_fd()) != 0
     }
 
     /// The eventfd.

@@ -294,15 +294,7 @@ pub fn uname(r: &mut Runner, a: A) -> KResult<u64> {
 pub fn getrandom(r: &mut Runner, a: A) -> KResult<u64> {
     let len = (a[1] as usize).min(1 << 25);
     let mut buf = vec![0u8; len];
-    let mut done = 0;
-    while done < len {
-        // SAFETY: writing into our own buffer.
-        let n = unsafe { libc::getrandom(buf[done..].as_mut_ptr().cast(), len - done, 0) };
-        if n <= 0 {
-            return Err(Errno::last());
-        }
-        done += n as usize;
-    }
+    crate::ffi::getrandom(&mut buf).map_err(|e| Errno::from_io(&e))?;
     r.write_mem(a[0], &buf)?;
     Ok(len as u64)
 }
@@ -362,21 +354,11 @@ pub fn prlimit64(r: &mut Runner, a: A) -> KResult<u64> {
 }
 
 pub fn sysinfo(r: &mut Runner, a: A) -> KResult<u64> {
-    // SAFETY: plain data filled by the host.
-    let mut si: libc::sysinfo = unsafe { std::mem::zeroed() };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::sysinfo(&mut si) };
+    let mut si = crate::ffi::sysinfo();
     si.uptime = r.k.boot.elapsed().as_secs() as i64;
     si.procs = lock(&r.k.pids).tasks.len() as u16;
     si.loads = [0; 3];
-    // SAFETY: viewing plain data as bytes.
-    let bytes = unsafe {
-        std::slice::from_raw_parts(
-            &si as *const _ as *const u8,
-            std::mem::size_of::<libc::sysinfo>(),
-        )
-    };
-    r.write_mem(a[0], bytes)?;
+    r.write_mem(a[0], crate::ffi::bytes_of(&si))?;
     Ok(0)
 }
 

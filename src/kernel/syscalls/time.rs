@@ -11,11 +11,8 @@ type A = [u64; 6];
 
 /// Reads a host clock.
 pub fn host_clock(id: i32) -> Duration {
-    // SAFETY: plain data filled by the host.
-    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(id, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    let (sec, nsec) = crate::ffi::clock_gettime(id);
+    Duration::new(sec as u64, nsec as u32)
 }
 
 fn thread_cpu(r: &Runner) -> Duration {
