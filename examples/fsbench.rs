@@ -66,12 +66,16 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
+
+#[path = "benchkit/mod.rs"]
+mod benchkit;
+use benchkit::{cpu_model, describe_status, kernel_release, reader, tail};
 
 /// The target for 1 MiB reads of a host file: rvisor / native.
 const READ_1M_RATIO_TARGET: f64 = 1.2;
@@ -228,21 +232,6 @@ fn print_header(s: &Settings, paths: &Paths) {
         s.timeout.as_secs()
     );
     println!("scratch dir: {}", paths.target.join("fsbench").display());
-}
-
-fn cpu_model() -> Option<String> {
-    let info = fs::read_to_string("/proc/cpuinfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("model name"))?;
-    Some(line.split_once(':')?.1.trim().to_string())
-}
-
-fn kernel_release() -> Option<String> {
-    Some(
-        fs::read_to_string("/proc/sys/kernel/osrelease")
-            .ok()?
-            .trim()
-            .to_string(),
-    )
 }
 
 // ---------------------------------------------------------------------------
@@ -526,45 +515,6 @@ fn run(cmd: &mut Command, timeout: Duration) -> io::Result<RunOutcome> {
         stderr,
         timed_out,
     })
-}
-
-/// Reads a pipe to the end on a thread; the result arrives on the channel.
-fn reader(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut p) = pipe {
-            let _ = p.read_to_end(&mut buf);
-        }
-        let _ = tx.send(buf);
-    });
-    rx
-}
-
-fn describe_status(st: ExitStatus) -> String {
-    match (st.code(), st.signal()) {
-        (Some(c), _) => format!("exit {c}"),
-        (None, Some(s)) => format!("killed by signal {s}"),
-        _ => format!("{st}"),
-    }
-}
-
-/// The last `n` non-empty lines of `bytes`, each cut to 200 characters.
-fn tail(bytes: &[u8], n: usize) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let start = lines.len().saturating_sub(n);
-    lines[start..]
-        .iter()
-        .map(|l| {
-            if l.chars().count() > 200 {
-                format!("{}…", l.chars().take(200).collect::<String>())
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 // ---------------------------------------------------------------------------
