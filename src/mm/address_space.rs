@@ -823,10 +823,10 @@ impl UserSlices {
     /// break value.
     pub fn for_each<B>(&self, mut f: impl FnMut(&[u8]) -> ControlFlow<B>) -> Option<B> {
         for &(off, len) in &self.0.pieces {
-            // SAFETY: the piece lies in allocations `ranges` keeps alive, so
-            // no other allocation reuses it while the slice exists; the
-            // slice lives only for this call. Concurrent changes by the
-            // application are allowed by the type's contract.
+            // Concurrent changes by the application are allowed by the
+            // type's contract.
+            // SAFETY: the piece lies in allocations `ranges` keeps alive,
+            // and the slice lives only for this call.
             let s = unsafe { self.0.mf.slice(off, len) };
             if let ControlFlow::Break(b) = f(s) {
                 return Some(b);

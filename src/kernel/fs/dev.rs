@@ -250,24 +250,8 @@ impl SyntheticFs for DevFs {
 }
 
 /// Fills `buf` from the host's random source.
-#[allow(unsafe_code)] // thin host-call wrapper; see the SAFETY comments
 fn fill_random(buf: &mut [u8]) -> KResult<()> {
-    let mut done = 0;
-    while done < buf.len() {
-        let chunk = &mut buf[done..];
-        let len = chunk.len().min(1 << 20);
-        // SAFETY: `chunk` is live and writable for at least `len` bytes.
-        let r = unsafe { libc::getrandom(chunk.as_mut_ptr().cast(), len, 0) };
-        if r < 0 {
-            let e = Errno::last();
-            if e == Errno::EINTR {
-                continue;
-            }
-            return Err(e);
-        }
-        done += r as usize;
-    }
-    Ok(())
+    crate::ffi::getrandom(buf).map_err(|e| Errno::from_io(&e))
 }
 
 /// An open memory character device.
